@@ -1,0 +1,79 @@
+"""The ``tradelab`` command: a thin dispatcher over subcommand modules.
+
+Each subcommand lives in its own module exposing ``main(argv: list[str]) -> int`` and parses its own
+arguments (``tradelab data --help``). Modules are imported only when their command runs, so
+``tradelab data list`` never pays for importing JAX, and ``tradelab train`` hands its arguments to Hydra.
+A :class:`~tradelab_jax.errors.UserError` becomes one ``error:`` line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+from tradelab_jax.errors import UserError
+
+# name -> (module, one-line help). Order is the order shown by `tradelab --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("tradelab_jax.demo", "the README's main job: validate the embedded lake and run the demo"),
+    "data": ("tradelab_jax.data.cli", "market data lake: ingest, import, validate, list, resample, trades-to-bars"),
+    "episode": ("tradelab_jax.episode", "one instrumented episode of a policy -> telemetry, summary, equity plot"),
+    "train": ("tradelab_jax.train", "train PPO agents (Hydra overrides and -m multiruns)"),
+    "bench": ("tradelab_jax.bench", "measure environment and training throughput against the numpy/SB3 way"),
+    "ui": ("tradelab_jax.ui", "the Gradio control panel (binds 127.0.0.1)"),
+    "parity": ("tradelab_jax.parity", "compare the same work across JAX backends or against a run directory"),
+    "archive": ("tradelab_jax.archive", "push, pull and list run directories in S3"),
+    "pod": ("tradelab_jax.pod", "launch and manage training on rented GPU pods"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: tradelab <command> [args...]",
+        "",
+        "A research lab for reinforcement-learning trading agents in JAX.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items() if _available(name)]
+    lines += ["", "Run `tradelab <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(COMMANDS[name][0]) is not None
+    except ModuleNotFoundError:  # its parent package is not there either
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        from tradelab_jax import __version__
+
+        print(f"tradelab_jax {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS or not _available(name):
+        valid = ", ".join(n for n in COMMANDS if _available(n))
+        print(f"error: unknown command {name!r}; valid commands: {valid}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""User-facing errors: one clear sentence, an exit code, never a traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (a file, flag, config value or form field).
+
+    The message is one sentence that names what was wrong and what would be valid. The CLI prints it as
+    ``error: <message>`` and exits with ``exit_code`` instead of showing a traceback.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class DataError(UserError):
+    """Market data that fails validation or cannot be read."""
+
+    exit_code = 3

@@ -1,0 +1,60 @@
+"""Where the project keeps things: the data lake, run outputs and Hydra configs.
+
+Every path a user can name (a run id, a dataset id, a file to serve) is resolved here and checked to stay
+inside its root, so user input can never reach files outside the project's folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from tradelab_jax.errors import UserError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# In a checkout (editable install) the repo root holds conf/, data/ and outputs/.
+REPO_ROOT = PACKAGE_DIR.parent
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+def conf_dir() -> Path:
+    """The Hydra config directory shipped with the project."""
+    return REPO_ROOT / "conf"
+
+
+def default_lake() -> Path:
+    """The data lake: ``$TRADELAB_LAKE`` if set, else the repo's ``data/``."""
+    env = os.environ.get("TRADELAB_LAKE")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+
+
+def resolve_lake(lake: str | os.PathLike | None) -> Path:
+    """A lake given on the command line or in code, falling back to :func:`default_lake`."""
+    return Path(lake).expanduser().resolve() if lake else default_lake()
+
+
+def default_outputs() -> Path:
+    """Run outputs: ``$TRADELAB_OUTPUTS`` if set, else the repo's ``outputs/``."""
+    env = os.environ.get("TRADELAB_OUTPUTS")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "outputs"
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Refuse ids that could escape a folder (``..``, slashes) or are not plain names."""
+    if not isinstance(value, str) or not _SAFE_ID.match(value) or ".." in value:
+        raise UserError(
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_', '=' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def inside(root: str | os.PathLike, *parts: str) -> Path:
+    """``root/parts...`` resolved, refusing any result outside ``root`` (path traversal)."""
+    root_path = Path(root).resolve()
+    candidate = root_path.joinpath(*parts).resolve()
+    if candidate != root_path and root_path not in candidate.parents:
+        raise UserError(f"path {'/'.join(parts)!r} is outside {root_path}; only files inside it are allowed")
+    return candidate
