@@ -17,8 +17,8 @@ from tradelab_jax.errors import UserError
 # name -> (module, one-line help). Order is the order shown by `tradelab --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tradelab_jax.demo", "the README's main job: validate the embedded lake and run the demo"),
-    "data": ("tradelab_jax.data.cli", "market data lake: ingest, import, validate, list, resample, trades-to-bars"),
-    "episode": ("tradelab_jax.episode", "one instrumented episode of a policy -> telemetry, summary, equity plot"),
+    "data": ("tradelab_jax.data.cli", "the market data lake: ingest, import, validate, list, resample..."),
+    "episode": ("tradelab_jax.episode", "one instrumented episode -> telemetry, summary, equity plot"),
     "train": ("tradelab_jax.train", "train PPO agents (Hydra overrides and -m multiruns)"),
     "bench": ("tradelab_jax.bench", "measure environment and training throughput against the numpy/SB3 way"),
     "ui": ("tradelab_jax.ui", "the Gradio control panel (binds 127.0.0.1)"),

@@ -1,0 +1,154 @@
+"""`tradelab pod` against a loopback server speaking RunPod's GraphQL API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+
+import pytest
+
+from tradelab_jax.cli import main
+
+OVERRIDES = ["ppo.lr=3e-4", 'tag=a"b; echo }} mutation { podTerminate']
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_launch_sends_one_deploy_request(fake_runpod, launch_env, secrets, capsys):
+    argv = [
+        "pod",
+        "launch",
+        "--name",
+        "tradelab-test",
+        "--gpu",
+        "NVIDIA A40",
+        "--gpu-count",
+        "2",
+        "--",
+        *OVERRIDES,
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "launched pod pod0001" in out.out
+    [req] = fake_runpod.requests
+    assert req["headers"]["Authorization"] == f"Bearer {secrets['api_key']}"
+    assert "podFindAndDeployOnDemand(input: $input)" in req["body"]["query"]
+    spec = req["body"]["variables"]["input"]
+    assert spec["name"] == "tradelab-test" and spec["gpuTypeId"] == "NVIDIA A40" and spec["gpuCount"] == 2
+    assert spec["imageName"] == "python:3.12-slim-bookworm" and spec["volumeMountPath"] == "/workspace"
+    env = {e["key"]: e["value"] for e in spec["env"]}
+    assert env["TRADELAB_S3_BUCKET"] == "lab-runs" and env["TRADELAB_S3_PREFIX"] == "team"
+    assert env["AWS_SECRET_ACCESS_KEY"] == secrets["aws_secret"]  # the pod needs it to push
+    assert "RUNPOD_API_KEY" not in env  # the account key never goes to the pod
+    script = base64.b64decode(env["TRADELAB_POD_SCRIPT"]).decode()
+    assert "tradelab train ppo.lr=3e-4 'tag=a\"b; echo }} mutation { podTerminate'" in script
+    for text in (out.out, out.err):
+        assert secrets["api_key"] not in text and secrets["aws_secret"] not in text
+
+
+def test_dry_run_prints_the_exact_request_with_secrets_masked(fake_runpod, launch_env, secrets, capsys):
+    argv = ["pod", "launch", "--name", "tradelab-dry", "--", *OVERRIDES]
+    assert main([*argv[:4], "--dry-run", *argv[4:]]) == 0
+    out = capsys.readouterr()
+    assert fake_runpod.requests == []  # nothing was sent
+    shown = json.loads(out.out)
+    assert shown["headers"]["Authorization"] == "Bearer ***"
+    assert shown["url"] == f"{fake_runpod.url}/graphql"
+    for text in (out.out, out.err):
+        assert secrets["api_key"] not in text and secrets["aws_secret"] not in text
+    assert "tradelab train ppo.lr=3e-4" in out.err  # the decoded start-up script, for reading
+
+    assert main(argv) == 0
+    sent = fake_runpod.requests[0]["body"]
+    for item in sent["variables"]["input"]["env"]:
+        if item["key"].startswith("AWS_SECRET") or item["key"] == "AWS_ACCESS_KEY_ID":
+            item["value"] = "***"
+    assert shown["body"] == sent  # byte for byte what launch sends, bar the masked values
+
+
+def test_status_stop_and_terminate(fake_runpod, launch_env, capsys):
+    assert main(["pod", "launch", "--", "a=1"]) == 0
+    assert main(["pod", "launch", "--", "a=2"]) == 0
+    capsys.readouterr()
+    assert main(["pod", "status", "pod0001", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["id"] == "pod0001" and row["status"] == "RUNNING" and row["gpu"] == "1x RTX 4090"
+    assert main(["pod", "status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["POD", "ID"] and len(table) == 3
+    assert main(["pod", "stop", "pod0001"]) == 0
+    assert "EXITED" in capsys.readouterr().out
+    assert fake_runpod.requests[-1]["body"]["variables"] == {"input": {"podId": "pod0001"}}
+    assert main(["pod", "stop", "--terminate", "pod0002"]) == 0
+    assert "podTerminate" in fake_runpod.requests[-1]["body"]["query"]
+    assert "pod0002" not in fake_runpod.pods
+    assert main(["pod", "status", "pod0002"]) == 2
+    assert "no pod 'pod0002'" in _error_line(capsys)
+
+
+def test_missing_api_key_names_the_variable(fake_runpod, launch_env, monkeypatch, capsys):
+    monkeypatch.delenv("RUNPOD_API_KEY")
+    assert main(["pod", "status"]) == 2
+    assert "RUNPOD_API_KEY" in _error_line(capsys)
+    assert fake_runpod.requests == []
+
+
+def test_rejected_key_and_api_errors_are_one_sentence(fake_runpod, launch_env, monkeypatch, capsys):
+    monkeypatch.setenv("RUNPOD_API_KEY", "wrong-key")
+    assert main(["pod", "status"]) == 2
+    assert "rejected the API key" in _error_line(capsys)
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpTESTkey-0123456789-DO-NOT-LEAK")
+    fake_runpod.fail_with = "There are no longer any instances available with the requested specifications."
+    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert "no longer any instances available" in _error_line(capsys)
+
+
+def test_unreachable_api_is_one_sentence(launch_env, monkeypatch, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RUNPOD_API_KEY", "k")
+    assert main(["pod", "status", "--api-url", f"http://127.0.0.1:{port}"]) == 2
+    assert "cannot reach the RunPod API" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["pod", "status", "--api-url", "http://api.example.com"], "plain http"),
+        (["pod", "stop", "../x"], "invalid pod id"),
+        (
+            ["pod", "launch", "--repo-url", "https://user:tok@github.com/x/y.git", "--", "a=1"],
+            "without credentials",
+        ),
+        (["pod", "launch", "--ref", "main;rm", "--", "a=1"], "invalid --ref"),
+        (["pod", "launch", "--image", "bad image", "--", "a=1"], "invalid --image"),
+        (["pod", "launch", "--env", "NOEQUALS", "--", "a=1"], "KEY=VALUE"),
+        (["pod", "status", "--", "a=1"], "takes no train overrides"),
+    ],
+)
+def test_bad_input_is_refused_before_any_request(fake_runpod, launch_env, argv, needle, capsys):
+    assert main(argv) == 2
+    err = _error_line(capsys)
+    assert needle in err and "tok" not in err
+    assert fake_runpod.requests == []
+
+
+def test_launch_without_aws_credentials_says_what_to_set(fake_runpod, launch_env, monkeypatch, capsys):
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert "AWS_SECRET_ACCESS_KEY" in _error_line(capsys)
+    assert main(["pod", "launch", "--aws-credentials", "runpod-secret", "--", "a=1"]) == 0
+    env = {e["key"]: e["value"] for e in fake_runpod.requests[-1]["body"]["variables"]["input"]["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"] == "{{ RUNPOD_SECRET_aws_secret_access_key }}"
+
+
+def test_missing_repo_url(fake_runpod, launch_env, monkeypatch, capsys):
+    monkeypatch.delenv("TRADELAB_REPO_URL")
+    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert "--repo-url" in _error_line(capsys)

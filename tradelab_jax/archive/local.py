@@ -1,0 +1,144 @@
+"""The local side of a run: finding run directories, reading their status, hashing their files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tradelab_jax.archive.config import MANIFEST_NAME, ArchiveSpec, check_run_id
+from tradelab_jax.errors import UserError
+
+RUN_MARKERS = ("status.json",)  # the run-directory contract: every run has one
+_TEMP_FILE = re.compile(r"^\..+\.tmp$")  # tradelab_jax.io's half-written atomic files
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """One file of a run with every digest an upload or a remote comparison needs."""
+
+    path: str  # posix path relative to the run directory
+    abspath: Path
+    size: int
+    sha256: str  # hex of the whole file
+    md5: str  # hex of the whole file (S3's ETag of a single PUT)
+    part_size: int | None = None  # set when the file goes up in parts
+    part_sha256: tuple[bytes, ...] = field(default=(), repr=False)
+    part_md5: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def parts(self) -> int | None:
+        return len(self.part_sha256) if self.part_size else None
+
+    def expected_checksum(self) -> str:
+        """S3's ChecksumSHA256: of the bytes, or for a multipart object of the part digests, '-N'."""
+        if self.part_size is None:
+            return base64.b64encode(bytes.fromhex(self.sha256)).decode()
+        composite = hashlib.sha256(b"".join(self.part_sha256)).digest()
+        return f"{base64.b64encode(composite).decode()}-{len(self.part_sha256)}"
+
+    def expected_etag(self) -> str:
+        """S3's ETag without server-side KMS encryption: MD5, or MD5 of the part MD5s, '-N'."""
+        if self.part_size is None:
+            return self.md5
+        return f"{hashlib.md5(b''.join(self.part_md5)).hexdigest()}-{len(self.part_md5)}"
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).is_file() for marker in RUN_MARKERS)
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories at or below ``root`` (a run's own subfolders are not searched)."""
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, _ in os.walk(root):
+        here = Path(dirpath)
+        if here != root and is_run_dir(here):
+            found.append(here)
+            dirnames.clear()
+        dirnames.sort()
+    return found
+
+
+def read_status(run_dir: Path) -> str:
+    """The run's state from status.json (``status`` or ``state``), or 'unknown'."""
+    try:
+        data = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    value = data.get("status", data.get("state")) if isinstance(data, dict) else None
+    return str(value) if value else "unknown"
+
+
+def run_id_for(run_dir: Path, outputs: Path, run_id: str | None) -> str:
+    """The run id: given, or the run directory's path relative to the outputs root."""
+    if run_id:
+        return check_run_id(run_id)
+    try:
+        rel = run_dir.resolve().relative_to(outputs.resolve())
+    except ValueError:
+        raise UserError(
+            f"run directory {run_dir} is outside the outputs root {outputs}: pass --run-id NAME to choose "
+            "its id, or --outputs to name the root it belongs to"
+        ) from None
+    return check_run_id(rel.as_posix())
+
+
+def _skipped(rel: str, path: Path) -> bool:
+    name = path.name
+    if rel == MANIFEST_NAME or _TEMP_FILE.match(name) or "__pycache__" in rel.split("/"):
+        return True
+    # Links could point anywhere on the machine; a run directory holds plain files only.
+    return path.is_symlink() or not path.is_file()
+
+
+def scan_run(run_dir: Path, spec: ArchiveSpec) -> list[LocalFile]:
+    """Every plain file of the run with its digests, in path order."""
+    files: list[LocalFile] = []
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(run_dir).as_posix()
+            if _skipped(rel, path):
+                continue
+            files.append(hash_file(path, rel, spec.part_size_for(path.stat().st_size)))
+    return files
+
+
+def hash_file(path: Path, rel: str, part_size: int | None) -> LocalFile:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    part_sha: list[bytes] = []
+    part_md5: list[bytes] = []
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(part_size or _CHUNK)
+            if not block:
+                break
+            size += len(block)
+            sha.update(block)
+            md5.update(block)
+            if part_size:
+                part_sha.append(hashlib.sha256(block).digest())
+                part_md5.append(hashlib.md5(block).digest())
+    if part_size and not part_sha:  # an empty file never goes multipart, but stay total
+        part_size = None
+    return LocalFile(
+        rel, path, size, sha.hexdigest(), md5.hexdigest(), part_size, tuple(part_sha), tuple(part_md5)
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
