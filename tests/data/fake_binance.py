@@ -1,0 +1,233 @@
+"""A loopback HTTP server that speaks the Binance spot REST endpoints ccxt uses for bars.
+
+``GET /api/v3/exchangeInfo`` (one spot market), ``GET /api/v3/time`` and ``GET /api/v3/klines`` with
+Binance's ``symbol``/``interval``/``startTime``/``endTime``/``limit`` semantics and 12-column rows, served
+from real bars.
+The server has its own clock (``now_ms``): candles after it do not exist yet, and the candle containing it is
+served as still forming (with a different close and volume than its final version), like the real API does.
+Faults are queued per klines request: ``429``/``418`` with Retry-After, ``500``/``503``, or ``drop``
+(headers and half of the body, then the connection is cut).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
+
+
+class FakeBinance:
+    def __init__(
+        self,
+        bars: dict[str, np.ndarray],
+        now_ms: int,
+        *,
+        symbol: str = "BTCUSDT",
+        base: str = "BTC",
+        quote: str = "USDT",
+        delay_s: float = 0.0,
+        faults: list[tuple] | None = None,
+    ):
+        self.bars = {k: np.asarray(v) for k, v in bars.items()}
+        self.now_ms = int(now_ms)
+        self.symbol, self.base, self.quote = symbol, base, quote
+        self.delay_s = delay_s  # sleep before each klines answer (to make a kill land mid-run)
+        self.faults: deque = deque(faults or [])
+        self.log: list[dict] = []  # every request: path, query, status, time
+        self.klines_ok = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeBinance:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeBinance:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def klines_requests(self) -> list[dict]:
+        with self._lock:
+            return [r for r in self.log if r["path"] == "/api/v3/klines"]
+
+    # ------------------------------------------------------------------ data
+    def closed_bars(self, start: int, end: int, interval_ms: int = 60_000) -> dict[str, np.ndarray]:
+        """What a correct client should end up with for ``[start, end)``: closed candles only."""
+        ts = self.bars["ts"]
+        mask = (ts >= start) & (ts < end) & (ts + interval_ms <= self.now_ms)
+        return {k: v[mask] for k, v in self.bars.items()}
+
+    def klines(self, start: int | None, end: int | None, limit: int, interval_ms: int) -> list[list]:
+        ts = self.bars["ts"]
+        visible = ts <= self.now_ms
+        if start is not None:
+            visible &= ts >= start
+        if end is not None:
+            visible &= ts <= end
+        idx = np.flatnonzero(visible)
+        idx = idx[:limit] if start is not None else idx[-limit:]
+        rows = []
+        for i in idx:
+            t = int(ts[i])
+            o, h, low, c, v = (float(self.bars[k][i]) for k in ("open", "high", "low", "close", "volume"))
+            if t + interval_ms > self.now_ms:  # still forming: the close and volume are not final yet
+                c, v = o, v / 2
+                h, low = max(o, c), min(o, c)
+            rows.append(
+                [
+                    t,
+                    f"{o:.8f}",
+                    f"{h:.8f}",
+                    f"{low:.8f}",
+                    f"{c:.8f}",
+                    f"{v:.8f}",
+                    t + interval_ms - 1,
+                    f"{v * c:.8f}",
+                    100,
+                    f"{v / 2:.8f}",
+                    f"{v * c / 2:.8f}",
+                    "0",
+                ]
+            )
+        return rows
+
+    def exchange_info(self) -> dict:
+        return {
+            "timezone": "UTC",
+            "serverTime": self.now_ms,
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
+            ],
+            "exchangeFilters": [],
+            "symbols": [
+                {
+                    "symbol": self.symbol,
+                    "status": "TRADING",
+                    "baseAsset": self.base,
+                    "baseAssetPrecision": 8,
+                    "quoteAsset": self.quote,
+                    "quotePrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "orderTypes": ["LIMIT", "MARKET"],
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "permissions": [],
+                    "permissionSets": [["SPOT"]],
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": "0.01",
+                            "maxPrice": "1000000.00",
+                            "tickSize": "0.01",
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": "0.00001",
+                            "maxQty": "9000.00000",
+                            "stepSize": "0.00001",
+                        },
+                    ],
+                }
+            ],
+        }
+
+
+def _make_handler(fake: FakeBinance):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload, headers: dict | None = None, drop: bool = False) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if drop:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            record = {"path": parts.path, "query": query, "time": time.monotonic(), "status": 200}
+            with fake._lock:
+                fake.log.append(record)
+            if parts.path == "/api/v3/time":
+                return self._send(200, {"serverTime": fake.now_ms})
+            if parts.path == "/api/v3/exchangeInfo":
+                return self._send(200, fake.exchange_info())
+            if parts.path != "/api/v3/klines":
+                record["status"] = 404
+                return self._send(404, {"code": -1, "msg": f"no such endpoint {parts.path}"})
+            with fake._lock:
+                fault = fake.faults.popleft() if fake.faults else None
+            if fake.delay_s:
+                time.sleep(fake.delay_s)
+            if fault is not None:
+                kind = fault[0]
+                if kind in ("429", "418"):
+                    record["status"] = int(kind)
+                    return self._send(
+                        int(kind),
+                        {
+                            "code": -1003,
+                            "msg": "Too many requests; current limit is 6000 request weight per 1 MINUTE.",
+                        },
+                        {"Retry-After": str(fault[1] if len(fault) > 1 else 1)},
+                    )
+                if kind in ("500", "502", "503"):
+                    record["status"] = int(kind)
+                    return self._send(
+                        int(kind), {"code": -1001, "msg": "Internal error; unable to process your request."}
+                    )
+                if kind == "drop":
+                    record["status"] = "dropped"
+                    rows = fake.klines(int(query["startTime"]), None, 1000, 60_000)
+                    return self._send(200, rows, drop=True)
+            if query.get("symbol") != fake.symbol:
+                record["status"] = 400
+                return self._send(400, {"code": -1121, "msg": "Invalid symbol."})
+            interval = INTERVAL_MS.get(query.get("interval", ""))
+            if interval is None:
+                record["status"] = 400
+                return self._send(400, {"code": -1120, "msg": "Invalid interval."})
+            limit = min(int(query.get("limit", 500)), 1000)
+            start = int(query["startTime"]) if "startTime" in query else None
+            end = int(query["endTime"]) if "endTime" in query else None
+            rows = fake.klines(start, end, limit, interval)
+            with fake._lock:
+                fake.klines_ok += 1
+            return self._send(200, rows)
+
+    return Handler
