@@ -11,7 +11,7 @@ __all__ = ["__version__", "make"]
 
 
 def make(dataset_id: str, **kwargs):
-    """Build ``(env, env_params)`` for a dataset, mirroring ``gymnax.make``; see :func:`tradelab_jax.env.make`."""
+    """``(env, env_params)`` for a dataset, like ``gymnax.make``; see :func:`tradelab_jax.env.make`."""
     from tradelab_jax.env import make as _make
 
     return _make(dataset_id, **kwargs)

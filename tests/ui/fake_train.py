@@ -1,0 +1,91 @@
+"""A stand-in for ``python -m tradelab_jax.train`` that follows the run-directory contract in milliseconds.
+
+It reads ``run.dir=`` from its arguments (the point directories the UI created under it, or the directory
+itself), then writes status/metrics per chunk and honours CANCEL files and SIGTERM at chunk boundaries, like
+the real runner. ``FAKE_TRAIN_MODE``: ``ok`` (default), ``slow`` (runs until cancelled), ``fail`` (a user
+error, exit 2), ``hang`` (ignores SIGTERM; only SIGKILL stops it), ``crash`` (dies without a word).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tradelab_jax import runs
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    run_dir = Path(next(a.split("=", 1)[1] for a in args if a.startswith("run.dir=")).strip("'"))
+    mode = os.environ.get("FAKE_TRAIN_MODE", "ok")
+    chunks = 10_000 if mode in ("slow", "hang") else int(os.environ.get("FAKE_TRAIN_CHUNKS", "3"))
+    delay = float(os.environ.get("FAKE_TRAIN_DELAY", "0.05"))
+    dirs = runs.point_dirs(run_dir) or [run_dir]
+    stop: dict[str, int | None] = {"sig": None}
+    if mode == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda s, f: stop.update(sig=s))
+    print("fake trainer args:", " ".join(args), flush=True)
+    if mode == "crash":
+        os._exit(9)
+    if mode == "fail":
+        print("error: agent.total_timesteps=1 is less than one update", flush=True)
+        return 2
+    tag = next((a.split("=", 1)[1] for a in args if a.startswith("run.tag=")), "fake")
+    for n, d in enumerate(dirs):
+        runs.write_config(
+            d,
+            {
+                "seed": n,
+                "data": {"id": "fake_ds"},
+                "env": {"kind": "trading", "risk_pct": 0.01},
+                "run": {"tag": tag},
+            },
+        )
+        runs.write_status(
+            d,
+            status="running",
+            pid=os.getpid(),
+            started_at=runs.utc_now(),
+            update=0,
+            env_steps=0,
+            total_env_steps=chunks * 100,
+            progress=0.0,
+        )
+    for c in range(1, chunks + 1):
+        time.sleep(delay)
+        for d in dirs:
+            runs.append_metrics(
+                d,
+                {
+                    "update": c,
+                    "env_steps": c * 100,
+                    "steps_per_s": 1000.0 + c,
+                    "mean_episode_return": 0.1 * c,
+                    "loss": 1.0 / c,
+                },
+            )
+            runs.write_status(
+                d, update=c, env_steps=c * 100, progress=c / chunks, mean_episode_return=0.1 * c
+            )
+        print(f"fake: chunk {c}/{chunks}", flush=True)
+        if (
+            mode != "hang"
+            and c < chunks
+            and (stop["sig"] is not None or any(runs.cancel_requested(d) for d in [run_dir, *dirs]))
+        ):
+            for d in dirs:
+                runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
+            return 130
+    for d in dirs:
+        runs.write_eval_summary(d, {"run": {"dataset_id": "fake_ds"}, "splits": {}})
+        runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

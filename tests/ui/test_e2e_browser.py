@@ -1,0 +1,294 @@
+"""End to end in headless Chromium: the real ``tradelab ui`` server and real ``tradelab train`` processes.
+
+One server on a free loopback port with a temporary outputs root serves the whole module; the tests run in
+file order and share it: refuse an invalid field, launch two tiny runs (trained for real by the CLI) and a
+big one that queue behind each other, reload the page and find the jobs, watch the tiny runs reach
+``done``, cancel the big run once it runs, open a run and see its equity plot, compare the two tiny runs,
+and refuse path traversal in the page and over HTTP. Screenshots go to ``test-artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tradelab_jax import runs
+from tradelab_jax.ui.jobs import JobQueue
+
+from .runs_factory import make_run
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
+CHROMIUM = os.environ.get("TRADELAB_CHROMIUM", "/usr/bin/chromium")
+DATASET = "binance_btcusdt_1m_2025-10"  # the small embedded dataset: the evaluation is quick
+TRAIN_TIMEOUT_S = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/test_deps.sh or set TRADELAB_CHROMIUM")
+    root = tmp_path_factory.mktemp("ui-e2e")
+    outputs = root / "outputs"
+    outputs.mkdir()
+    (root / "secret.txt").write_text("TOPSECRET-next-to-outputs")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "TRADELAB_UI_AUTH"}
+    log = open(root / "ui.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradelab_jax.cli", "ui", "--outputs", str(outputs), "--port", str(port),
+         "--kill-after", "15"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, shell=False,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.close()
+            pytest.fail(f"tradelab ui did not start:\n{(root / 'ui.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield {"url": url, "outputs": outputs, "root": root, "proc": proc}
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    for job in JobQueue(outputs).list():  # trainings outlive the UI on purpose; not the test's
+        if job.state == "running" and job.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(server["url"])
+        pg.wait_for_selector("#launch")
+        yield pg
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, page=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    if page is not None:
+        shot(page, f"timeout-{what.replace(' ', '-')}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def field(page, name: str):
+    return page.locator(f"#f-{name} input, #f-{name} textarea").first
+
+
+def type_into(page, locator, value: str) -> None:
+    """Replace a textbox's text by typing it, as a user does (Gradio's input event needs real key events)."""
+    locator.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    locator.press_sequentially(value)
+
+
+def fill(page, **values: str) -> None:
+    for name, value in values.items():
+        type_into(page, field(page, name), value)
+
+
+def choose(page, dropdown_id: str, option: str) -> None:
+    page.locator(f"#{dropdown_id} input").first.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def jobs(server) -> list:
+    return JobQueue(server["outputs"]).list()
+
+
+def job_state_in_page(page, job_id: str) -> str | None:
+    card = page.locator(f".job[data-job='{job_id}']")
+    return card.get_attribute("data-state") if card.count() else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_an_invalid_field_is_refused_next_to_it_and_nothing_starts(page, server):
+    shot(page, "01-launch-form")
+    fill(page, tag="my run; rm -rf ~", risk_pct="2")
+    page.locator("#err-tag").wait_for(state="visible")
+    assert "experiment tag must be" in page.locator("#err-tag").inner_text()
+    assert "out of range" in page.locator("#err-risk_pct").inner_text()
+    page.locator("#launch").click()
+    page.get_by_text("Not launched").first.wait_for()
+    assert "fix the fields" in page.locator("#preview").inner_text()
+    shot(page, "02-invalid-field-refused")
+    assert jobs(server) == []
+
+
+def launch(page, server, count: int, **values: str) -> None:
+    fill(page, **values)
+    preview = page.locator("#preview")
+    wait_for(lambda: f"run.tag={values['tag']} " in preview.inner_text(), 20, "the preview", page)
+    page.locator("#launch").click()
+    wait_for(lambda: len(jobs(server)) == count, 20, f"job record {count}", page)
+
+
+def test_launch_two_tiny_runs_and_a_big_one_that_queue(page, server):
+    choose(page, "f-dataset", DATASET)
+    tiny = {"stop_loss_bps": "50", "total_timesteps": "256", "num_envs": "2", "num_steps": "16",
+            "chunk_updates": "4", "seeds": "0"}  # fmt: skip
+    launch(page, server, 1, risk_pct="0.005", tag="e2e-a", **tiny)
+    assert f"data={DATASET}" in page.locator("#preview").inner_text()
+    launch(page, server, 2, risk_pct="0.01", tag="e2e-b", **tiny)
+    # A big run: it waits behind the others (one training at a time), and is cancelled later.
+    launch(page, server, 3, total_timesteps="100000000", num_envs="4", num_steps="128", chunk_updates="2",
+           tag="e2e-cancel")  # fmt: skip
+    a, b, big = jobs(server)
+    assert (a.tag, b.tag, big.tag) == ("e2e-a", "e2e-b", "e2e-cancel")
+    assert a.argv[:3] == [sys.executable, "-m", "tradelab_jax.train"] and "env.risk_pct=0.005" in a.argv
+    assert a.argv[-1] == f"run.dir={server['outputs'] / a.run_dir}"
+    page.get_by_text("waits in the queue").first.wait_for()
+    wait_for(lambda: job_state_in_page(page, big.id) == "queued", 20, "the queued badge", page)
+    assert "#2 in the queue" in page.locator(f".job[data-job='{big.id}']").inner_text()
+    wait_for(lambda: job_state_in_page(page, a.id) == "running", 60, "the first run running", page)
+    shot(page, "03-running-and-queued")
+
+
+def test_a_reload_picks_the_jobs_up_again(page, server):
+    a, b, big = jobs(server)
+    page.reload()
+    page.wait_for_selector("#launch")
+    wait_for(lambda: job_state_in_page(page, a.id) in ("running", "done"), 30, "jobs after reload", page)
+    assert job_state_in_page(page, b.id) in ("queued", "running", "done")
+    assert job_state_in_page(page, big.id) in ("queued", "running")
+    # the log tail of the running job shows the trainer's command and output
+    wait_for(lambda: "tradelab_jax.train" in page.locator("#log-tail textarea").input_value(), 60, "the log",
+             page)  # fmt: skip
+
+
+def test_both_tiny_runs_train_for_real_and_reach_done(page, server):
+    queue = JobQueue(server["outputs"])
+    for job in jobs(server)[:2]:
+        wait_for(lambda job=job: not queue.get(job.id).active, TRAIN_TIMEOUT_S, f"{job.tag} to end", page)
+        ended = queue.get(job.id)
+        assert ended.state == "done", f"the trainer ended {ended.state}: {ended.error}"
+        assert ended.returncode == 0
+        wait_for(lambda job=job: job_state_in_page(page, job.id) == "done", 20, "the done badge", page)
+        run_dir = queue.run_path(ended)
+        assert runs.read_status(run_dir)["status"] == "done"
+        assert (run_dir / runs.TELEMETRY_FILE).is_file() and (run_dir / runs.EVAL_FILE).is_file()
+        bar = page.locator(f".job[data-job='{job.id}'] .bar")
+        assert bar.get_attribute("aria-valuenow") == "100"
+    shot(page, "04-runs-done")
+
+
+def test_cancel_the_third_run_while_it_runs(page, server):
+    big = jobs(server)[2]
+    wait_for(lambda: job_state_in_page(page, big.id) == "running", 60, "the queued run to start", page)
+    run_dir = server["outputs"] / big.run_dir
+    # past its first chunk, so the trainer itself stops at a chunk boundary and records it
+    wait_for(lambda: (runs.read_status(run_dir) or {}).get("env_steps", 0) > 0, 120, "the first chunk", page)
+    card = page.locator(f".job[data-job='{big.id}']")
+    wait_for(lambda: "steps/s" in card.inner_text(), 20, "steps/s", page)
+    choose(page, "job-pick", f"{big.id} (running)")
+    page.locator("#cancel").click()
+    wait_for(lambda: job_state_in_page(page, big.id) == "cancelled", 90, "the cancel", page)
+    job = JobQueue(server["outputs"]).get(big.id)
+    assert job.returncode == 130  # the trainer's own clean stop, not a kill
+    status = runs.read_status(run_dir)
+    assert status["status"] == "cancelled" and runs.latest_checkpoint(run_dir) is not None
+    log_tail = page.locator("#log-tail textarea")
+    wait_for(lambda: "cancel requested" in log_tail.input_value(), 20, "the log", page)
+    shot(page, "05-cancelled")
+
+
+def test_the_runs_table_and_a_run_with_its_equity_plot(page, server):
+    make_run(server["outputs"], "20250101T000000Z_fromcli")  # a run the command line wrote
+    page.get_by_role("tab", name="Runs").click()
+    table = page.locator("#runs-table")
+    wait_for(lambda: "fromcli" in table.inner_text() and "e2e-cancel" in table.inner_text(), 30, "rows", page)
+    text = table.inner_text()
+    assert text.count("done") >= 3 and "cancelled" in text
+    a = jobs(server)[0]
+    table.get_by_text(a.run_dir, exact=True).first.click()
+    page.locator("#equity-plot img").wait_for()
+    assert "done" in page.locator("#run-status").inner_text()
+    assert "buy_and_hold" in page.locator("#eval-table").inner_text()
+    page.locator("#metrics-plot img").wait_for()
+    shot(page, "06-run-equity")
+    # a contract file as a download: Gradio serves the UI's copy, never the outputs folder itself
+    page.get_by_text("Files", exact=True).first.click()
+    page.locator("#file-btn").click()
+    link = page.locator("#file-out a").first
+    link.wait_for()
+    href = link.get_attribute("href") or ""
+    r = httpx.get(href if href.startswith("http") else server["url"].rstrip("/") + href, timeout=10)
+    assert r.status_code == 200 and '"splits"' in r.text and str(server["outputs"]) not in href
+    # filter
+    search = page.locator("#runs-search input, #runs-search textarea").first
+    type_into(page, search, "cancel")
+    search.press("Enter")
+    wait_for(lambda: "fromcli" not in table.inner_text(), 20, "the filter", page)
+    assert "e2e-cancel" in table.inner_text()
+
+
+def test_compare_the_two_tiny_runs(page, server):
+    a, b, _ = jobs(server)
+    page.get_by_role("tab", name="Compare").click()
+    for job in (a, b):
+        choose(page, "compare-pick", job.run_dir)
+    page.keyboard.press("Escape")
+    page.locator("#compare-btn").click()
+    page.locator("#compare-plot img").wait_for()
+    table = page.locator("#compare-table").inner_text()
+    assert a.run_dir in table and b.run_dir in table
+    assert "0.005" in table and "0.01" in table and "total_return" in table
+    shot(page, "07-compare")
+
+
+def test_path_traversal_is_refused_in_the_page_and_over_http(page, server):
+    page.goto(server["url"] + "?run=../../etc/passwd")
+    wait_for(lambda: "invalid run id" in page.locator("#run-error").inner_text(), 30, "the refusal", page)
+    shot(page, "08-traversal-refused")
+    outputs = server["outputs"]
+    inside_file = outputs / jobs(server)[0].run_dir / runs.CONFIG_FILE
+    for target in (f"{outputs}/../secret.txt", str(server["root"] / "secret.txt"), "/etc/passwd",
+                   "..%2F..%2Fsecret.txt", f"{outputs}/%2E%2E/secret.txt", str(inside_file)):  # fmt: skip
+        r = httpx.get(server["url"] + "gradio_api/file=" + target, timeout=10)
+        assert 400 <= r.status_code < 500, (target, r.status_code)
+        assert "TOPSECRET" not in r.text and "root:" not in r.text

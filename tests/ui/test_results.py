@@ -1,0 +1,206 @@
+"""Reading runs: the table, filters, one run's curves and tables, comparisons, and id validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tradelab_jax import runs
+from tradelab_jax.errors import UserError
+from tradelab_jax.ui import results
+
+from .runs_factory import make_run
+
+
+@pytest.fixture
+def populated(outputs):
+    make_run(outputs, "20251126T110000Z_alpha", seed=1, risk=0.01, started="2025-11-26T11:00:00Z")
+    make_run(
+        outputs,
+        "20251126T120000Z_beta",
+        seed=2,
+        risk=0.02,
+        started="2025-11-26T12:00:00Z",
+        agent_equity=(10_000.0, 10_500.0, 10_400.0, 11_000.0),
+    )
+    make_run(
+        outputs, "20251126T130000Z_cart", status="failed", dataset="other_ds", started="2025-11-26T13:00:00Z"
+    )
+    sweep = outputs / "multirun" / "20251126T140000Z_sw"
+    make_run(sweep, "0", seed=0, tag="sw", started="2025-11-26T14:00:00Z")
+    make_run(sweep, "1", seed=1, tag="sw", started="2025-11-26T14:00:00Z")
+    never = outputs / "20251126T150000Z_never"  # queued then cancelled: no config, no metrics
+    runs.queue_run(never)
+    runs.write_status(never, status="cancelled")
+    (outputs / ".queue").mkdir()  # the job queue is not a run
+    (outputs / "notes").mkdir()  # nor is any folder without status.json
+    return outputs
+
+
+def test_every_run_is_listed_with_its_test_metrics(populated):
+    rows = {r["run"]: r for r in results.list_runs(populated)}
+    assert set(rows) == {
+        "20251126T110000Z_alpha",
+        "20251126T120000Z_beta",
+        "20251126T130000Z_cart",
+        "multirun/20251126T140000Z_sw/0",
+        "multirun/20251126T140000Z_sw/1",
+        "20251126T150000Z_never",
+    }
+    beta = rows["20251126T120000Z_beta"]
+    assert (
+        beta["tag"] == "beta" and beta["dataset"] == "binance_btcusdt_1m_2025-10" and beta["status"] == "done"
+    )
+    assert beta["test_return"] == pytest.approx(0.10) and beta["sharpe"] == 1.25 and beta["fees_paid"] == 0.04
+    assert beta["max_drawdown"] == pytest.approx(100 / 10_500) and beta["env_steps"] == 256
+    assert beta["started"] == "2025-11-26 12:00:00" and beta["risk_pct"] == 0.02
+    assert rows["20251126T130000Z_cart"]["test_return"] is None
+    assert rows["multirun/20251126T140000Z_sw/1"]["tag"] == "sw"
+
+
+def test_filter_and_sort(populated):
+    frame = results.runs_frame(results.list_runs(populated))
+    assert list(results.filter_runs(frame, "ALPHA")["run"]) == ["20251126T110000Z_alpha"]
+    assert list(results.filter_runs(frame, "never")["status"]) == ["cancelled"]
+    assert list(results.filter_runs(frame, "other_ds")["tag"]) == ["cart"]
+    assert set(results.filter_runs(frame, status="failed")["run"]) == {"20251126T130000Z_cart"}
+    by_return = results.filter_runs(frame, sort_by="test_return", descending=True)
+    assert by_return["run"].iloc[0] == "20251126T120000Z_beta" and np.isnan(by_return["test_return"].iloc[-1])
+    oldest = results.filter_runs(frame, sort_by="started", descending=False)
+    assert oldest["run"].iloc[0] == "20251126T110000Z_alpha"
+    with pytest.raises(UserError, match="cannot sort"):
+        results.filter_runs(frame, sort_by="__class__")
+    shown = results.display_frame(frame)
+    assert shown.set_index("run").loc["20251126T120000Z_beta", "return %"] == 10.0
+    assert shown.set_index("run").loc["20251126T120000Z_beta", "started"] == "2025-11-26 12:00"
+
+
+def test_a_running_run_whose_process_is_gone_reads_interrupted(outputs):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    make_run(outputs, "20251126T110000Z_lost", status="running", pid=dead.pid)
+    make_run(outputs, "20251126T110001Z_live", status="running", pid=os.getpid())
+    states = {r["tag"]: r["status"] for r in results.list_runs(outputs)}
+    assert states == {"lost": "interrupted", "live": "running"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../outputs",
+        "..",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "multirun/../../etc",
+        "multirun/x/../../..",
+        "a/b",
+        "multirun/20251126T140000Z_sw/0/../../..",
+        ".queue",
+        "20251126T110000Z_alpha/../x",
+        "20251126T110000Z_alpha\\..",
+        "",
+        "multirun/20251126T140000Z_sw/x",
+        "notes",
+    ],
+)
+def test_run_ids_that_escape_or_are_not_runs_are_refused(populated, bad):
+    with pytest.raises(UserError):
+        results.resolve_run(populated, bad)
+
+
+def test_a_symlink_out_of_outputs_is_refused(populated, tmp_path):
+    outside = make_run(tmp_path / "elsewhere", "20250101T000000Z_secret")
+    (populated / "20250101T000000Z_link").symlink_to(outside)
+    with pytest.raises(UserError, match="outside"):
+        results.resolve_run(populated, "20250101T000000Z_link")
+
+
+def test_only_offered_files_are_served(populated):
+    path = results.run_file(populated, "20251126T110000Z_alpha", "eval_summary.json")
+    assert path == populated / "20251126T110000Z_alpha" / "eval_summary.json"
+    for name in ("../../etc/passwd", "status.json/../../x", ".hydra/config.yaml", "checkpoints"):
+        with pytest.raises(UserError):
+            results.run_file(populated, "20251126T110000Z_alpha", name)
+    with pytest.raises(UserError, match="has no"):
+        results.run_file(populated, "20251126T130000Z_cart", "telemetry.parquet")
+
+
+def test_equity_curves_and_drawdown(populated):
+    d = results.resolve_run(populated, "20251126T120000Z_beta")
+    curves = results.equity_curves(d, "test")
+    assert list(curves.columns) == ["time", "ts", "agent", "buy_and_hold"]
+    assert list(curves["agent"]) == [10_000.0, 10_500.0, 10_400.0, 11_000.0]
+    assert str(curves["time"].iloc[0]) == "2025-10-15 00:01:00+00:00"
+    # hand-worked: peak 10500 then 10400 -> 100/10500 below the peak
+    np.testing.assert_allclose(results.drawdown([100.0, 120.0, 90.0, 130.0]), [0, 0, 0.25, 0])
+    assert results.equity_curves(results.resolve_run(populated, "20251126T130000Z_cart")) is None
+
+
+def test_tables_of_one_run(populated):
+    d = results.resolve_run(populated, "20251126T110000Z_alpha")
+    ev = results.eval_table(d)
+    assert set(ev["split"]) == {"val", "test"} and set(ev["policy"]) == {"agent", "buy_and_hold"}
+    trades = results.trades_table(d, "test")
+    assert (
+        len(trades) == 1
+        and trades["fill_price"].iloc[0] == 101.0
+        and trades["time"].iloc[0] == "2025-10-15 00:02"
+    )
+    assert list(results.load_metrics(d)["update"]) == [1, 2]
+    assert "risk_pct: 0.01" in results.config_text(d)
+    assert results.status_line(d).startswith("**done**")
+    empty = results.resolve_run(populated, "20251126T130000Z_cart")
+    assert results.eval_table(empty).empty and results.trades_table(empty).empty
+
+
+def test_plots_are_figures_with_the_expected_lines(populated):
+    d = results.resolve_run(populated, "20251126T120000Z_beta")
+    fig = results.plot_equity(results.equity_curves(d), "beta")
+    top, bottom = fig.axes
+    assert [line.get_label() for line in top.get_lines()] == ["agent", "buy and hold"]
+    assert len(bottom.collections) == 2  # a drawdown area per policy
+    metrics_fig = results.plot_metrics(results.load_metrics(d))
+    assert len(metrics_fig.axes) == 4 and metrics_fig.axes[0].get_lines()
+    assert results.plot_equity(None).axes[0].texts  # a message instead of an empty chart
+    assert results.plot_metrics(results.load_metrics(populated / "nothing")).axes[0].texts
+
+
+def test_compare_two_runs(populated):
+    ids = ["20251126T110000Z_alpha", "20251126T120000Z_beta", "multirun/20251126T140000Z_sw/1"]
+    table = results.compare_table(populated, ids)
+    assert list(table["run"]) == ids and list(table["risk_pct"]) == [0.01, 0.02, 0.01]
+    assert table["total_return"].iloc[1] == pytest.approx(0.10)
+    assert table["buy_and_hold_return"].iloc[0] == pytest.approx(0.0)
+    side = results.compare_display(table)
+    assert list(side.columns) == ["field", *ids]
+    assert side.set_index("field").loc["total_return", ids[1]] == "0.1"
+    assert side.set_index("field").loc["seed", ids[1]] == "2"
+    fig = results.plot_compare_equity(populated, ids, "test")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert len(labels) == 4 and labels[-1] == "buy and hold" and "seed=2" in labels[1]
+    with pytest.raises(UserError):
+        results.compare_table(populated, ["20251126T110000Z_alpha", "../../etc"])
+
+
+def test_runs_written_by_the_trainer_helpers_show_up_with_their_status(outputs):
+    d = runs.new_run_dir(outputs, "cli")
+    runs.queue_run(d)
+    (row,) = results.list_runs(outputs)
+    assert row["status"] == "queued" and row["run"] == d.name
+
+
+def test_runs_over_different_periods_are_aligned_on_their_first_bar(outputs):
+    make_run(outputs, "20251126T110000Z_a")
+    late = make_run(outputs, "20251126T120000Z_b")
+    import pandas as pd
+
+    tel = pd.read_parquet(late / runs.TELEMETRY_FILE)
+    tel["ts"] += 86_400_000
+    tel.to_parquet(late / runs.TELEMETRY_FILE, index=False)
+    fig = results.plot_compare_equity(outputs, ["20251126T110000Z_a", "20251126T120000Z_b"])
+    assert "different periods" in fig.axes[1].get_xlabel()
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0, 1, 2, 3]

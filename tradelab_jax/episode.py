@@ -1,0 +1,288 @@
+"""``tradelab episode``: one instrumented episode of a policy -> telemetry, summary and equity plot.
+
+The episode starts at the split's first valid bar and runs to its end (or ``--episode-length`` steps, or
+the kill switch). Policies: ``random`` (uniform buckets), ``flat`` (the bucket nearest 0),
+``buy_and_hold`` (the +1 bucket, else the largest) or a trained agent's run directory.
+Outputs in ``--out``: ``telemetry.parquet`` (one row per step), ``summary.json`` and ``equity.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tradelab_jax.errors import UserError
+
+BASELINES = ("random", "flat", "buy_and_hold")
+
+
+def run_settings(run_dir: Path) -> dict[str, Any]:
+    """The dataset, feature set, window and env knobs a trained agent saw, from its ``config.yaml``."""
+    from tradelab_jax import runs
+    from tradelab_jax.features import load_feature_set
+    from tradelab_jax.training.envs import is_gymnax, trading_knobs
+
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        raise UserError(f"--policy {run_dir} is not a run directory: it has no {runs.CONFIG_FILE}")
+    config = runs.read_config(run_dir)
+    if not isinstance(config, dict) or "env" not in config:
+        raise UserError(f"--policy {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
+    if is_gymnax(config):
+        raise UserError(f"--policy {run_dir} trained on a gymnax environment; episodes replay trading agents")
+    knobs = {k: v for k, v in trading_knobs(config).items() if k not in ("random_start", "episode_length")}
+    return {
+        "config": config,
+        "dataset": config["data"]["id"],
+        "features": load_feature_set(config.get("features") or "default"),
+        "window": int(config["env"].get("window", 1)),
+        "knobs": knobs,
+    }
+
+
+class _Greedy:
+    """The trained actor's argmax action (the deterministic policy the trainer evaluates)."""
+
+    def __init__(self, networks: Any, net_params: Any):
+        self.networks, self.net_params = networks, net_params
+
+    def __call__(self, key, obs):
+        import jax.numpy as jnp
+
+        logits, _ = self.networks.apply(self.net_params, obs)
+        return jnp.argmax(logits)
+
+
+def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
+    """A trained agent's greedy policy ``(key, obs) -> action`` from its latest checkpoint."""
+    import jax
+    from flax import serialization
+
+    from tradelab_jax import runs
+    from tradelab_jax.training.runner import networks_for
+
+    found = runs.latest_checkpoint(run_dir)
+    if found is None:
+        raise UserError(f"--policy {run_dir} has no checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
+    try:
+        state = serialization.msgpack_restore(found[0].read_bytes())
+        net_params = jax.tree.map(jax.numpy.asarray, state["params"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"--policy {run_dir}: checkpoint {found[0].name} cannot be read ({err})") from None
+    networks = networks_for(config, env, params)
+    obs = env.get_obs(env.reset(jax.random.key(0), params)[1], params)
+    try:
+        networks.apply(net_params, obs)
+    except (ValueError, TypeError) as err:
+        raise UserError(
+            f"--policy {run_dir}: its network does not fit this environment's observation {obs.shape} ({err})"
+        ) from None
+    return _Greedy(networks, net_params)
+
+
+def baseline_policy(name: str, buckets: Any, num_actions: int):
+    """``(key, obs) -> action`` for a baseline policy over ``buckets`` (exposure fractions)."""
+    import numpy as np
+
+    buckets = np.asarray(buckets, np.float64)
+    if name == "random":
+        return _Random(num_actions)
+    if name == "flat":
+        index = int(np.argmin(np.abs(buckets)))
+    else:  # buy_and_hold
+        ones = np.flatnonzero(buckets == 1.0)
+        index = int(ones[0]) if ones.size else int(np.argmax(buckets))
+    return _Constant(index)
+
+
+class _Random:
+    """Uniform random buckets; hashable by its size so jit reuses one compile."""
+
+    def __init__(self, num_actions: int):
+        self.num_actions = num_actions
+
+    def __call__(self, key, obs):
+        import jax
+
+        return jax.random.randint(key, (), 0, self.num_actions)
+
+    def __hash__(self) -> int:
+        return hash(("random", self.num_actions))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Random) and other.num_actions == self.num_actions
+
+
+class _Constant:
+    """A constant policy; hashable by its action so jit reuses one compile per action."""
+
+    def __init__(self, action: int):
+        self.action = action
+
+    def __call__(self, key, obs):
+        return self.action
+
+    def __hash__(self) -> int:
+        return hash(("constant", self.action))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Constant) and other.action == self.action
+
+
+def _parse_knob(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"invalid --knob {text!r}: expected NAME=VALUE, e.g. risk_pct=0.02")
+    name, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tradelab episode",
+        description="One instrumented episode of a policy: telemetry, summary and an equity plot.",
+    )
+    parser.add_argument("--dataset", default=None,
+                        help="dataset id (default: the run's dataset, else binance_btcusdt_1m)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="default %(default)s")
+    parser.add_argument("--policy", default="random",
+                        help="random, flat, buy_and_hold or a run directory (default %(default)s)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--features", default=None,
+                        help="feature set (default: the run's, else default)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="feature rows per observation (default: the run's, else 1)")
+    parser.add_argument("--episode-length", type=int, default=None,
+                        help="steps (default: from the split's first valid bar to its end)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random policy (default 0)")
+    parser.add_argument("--lake", default=None, help="data lake (default: data/ or $TRADELAB_LAKE)")
+    parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment knob (docs/execution-semantics.md); repeatable")
+    args = parser.parse_args(argv)
+
+    knobs = dict(_parse_knob(k) for k in args.knob)
+    for fixed in ("random_start", "episode_length"):
+        if fixed in knobs:
+            raise UserError(f"--knob {fixed} is set by the episode command; use --episode-length instead")
+    if args.episode_length is not None and args.episode_length < 1:
+        raise UserError(f"invalid --episode-length {args.episode_length}: expected a positive step count")
+    policy_name = args.policy
+    run_dir = None
+    if policy_name not in BASELINES:
+        run_dir = Path(policy_name).expanduser()
+        if not run_dir.is_dir():
+            raise UserError(
+                f"invalid --policy {policy_name!r}: expected random, flat, buy_and_hold or an existing run "
+                "directory"
+            )
+    out_dir = Path(args.out).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} exists and is not a directory")
+
+    dataset, features, window = args.dataset, args.features or "default", args.window or 1
+    if run_dir is not None:
+        # The agent's observation must be built exactly as in training: its features, window and knobs.
+        if args.features is not None or args.window is not None:
+            raise UserError("with --policy RUN_DIR, --features and --window come from the run's config.yaml")
+        settings = run_settings(run_dir)
+        dataset = dataset or settings["dataset"]
+        features, window, knobs = settings["features"], settings["window"], {**settings["knobs"], **knobs}
+    summary = run(dataset or "binance_btcusdt_1m", args.split, policy_name, run_dir, out_dir,
+                  features=features, window=window, episode_length=args.episode_length, seed=args.seed,
+                  lake=args.lake, knobs=knobs)
+    m = summary["metrics"]
+    print(
+        f"{summary['policy']} on {summary['dataset']}/{summary['split']}: {m['steps']} steps, "
+        f"total return {100 * m['total_return']:+.2f}% "
+        f"(buy and hold {100 * summary['buy_and_hold_return']:+.2f}%), "
+        f"max drawdown {100 * m['max_drawdown']:.2f}%, {m['trades']} trades, {m['stops_hit']} stops, "
+        f"fees {m['fees_paid']:.2f}"
+    )
+    print(f"wrote {out_dir / 'telemetry.parquet'}, {out_dir / 'summary.json'}, {out_dir / 'equity.png'}")
+    return 0
+
+
+def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_dir: Path, *,
+        features: Any = "default", window: int = 1, episode_length: int | None = None, seed: int = 0,
+        lake: Any = None, knobs: dict | None = None) -> dict:
+    """Run the episode and write its three outputs; returns the summary."""
+    import jax
+    import numpy as np
+    import pandas as pd
+
+    from tradelab_jax import data
+    from tradelab_jax.env import make
+    from tradelab_jax.env.metrics import bars_per_year, summarize
+    from tradelab_jax.env.rollout import run_episode
+    from tradelab_jax.io import atomic_path, atomic_write_json
+    from tradelab_jax.plots import plot_equity
+
+    knobs = dict(knobs or {})
+    market = data.load(dataset, lake=lake)
+    length = episode_length if episode_length is not None else len(market)
+    env, params = make(dataset, features=features, split=split, lake=lake, window=window,
+                       random_start=False, episode_length=length, **knobs)
+    if run_dir is not None:
+        policy = load_policy(run_dir, env, params, run_settings(run_dir)["config"])
+    else:
+        policy = baseline_policy(policy_name, np.asarray(params.position_buckets), env.num_actions)
+    telemetry = run_episode(env, params, policy, jax.random.key(seed))
+
+    ts = np.asarray(market.bars["ts"])
+    close = np.asarray(market.bars["close"], np.float64)
+    t = telemetry["t"].astype(np.int64)
+    # Same columns as a run directory's telemetry.parquet (docs/run-directory.md): ts and close are those
+    # of bar t+1, where the step executed and was marked.
+    frame = pd.DataFrame({"split": split, "policy": policy_name if run_dir is None else "agent", **telemetry,
+                          "ts": ts[t + 1], "close": close[t + 1]})
+
+    initial_cash = float(params.initial_cash)
+    tf_ms = float(market.manifest.get("timeframe_ms") or np.median(np.diff(ts)))
+    metrics = summarize(telemetry, initial_cash=initial_cash, bars_per_year=bars_per_year(tf_ms))
+    start_close, end_close = close[t[0]], close[t[-1] + 1]
+    summary = {
+        "dataset": dataset,
+        "split": split,
+        "policy": str(run_dir) if run_dir is not None else policy_name,
+        "seed": seed,
+        "features": features if isinstance(features, str) else [f.name for f in features],
+        "window": window,
+        "first_decision": _iso(ts[t[0]]),
+        "last_mark": _iso(ts[t[-1] + 1]),
+        "terminated": bool(telemetry["terminated"][-1]),
+        "buy_and_hold_return": float(end_close / start_close - 1.0),
+        "knobs": _knobs_json({**knobs, "random_start": False, "episode_length": length}),
+        "metrics": metrics,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "telemetry.parquet", suffix=".parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    atomic_write_json(out_dir / "summary.json", summary)
+    mark_ts = np.concatenate([[ts[t[0]]], ts[t + 1]])
+    equity = np.concatenate([[initial_cash], telemetry["equity"].astype(np.float64)])
+    benchmark = initial_cash * np.concatenate([[start_close], close[t + 1]]) / start_close
+    plot_equity(out_dir / "equity.png", mark_ts, equity, benchmark,
+                title=f"{summary['policy']} on {dataset} ({split})")
+    return summary
+
+
+def _iso(ms: int) -> str:
+    import numpy as np
+
+    return str(np.datetime64(int(ms), "ms")) + "Z"
+
+
+def _knobs_json(knobs: dict) -> dict:
+    """The episode's knobs as given (defaults filled in), with choices by name."""
+    from tradelab_jax.env.knobs import ORDER_TYPES, REWARDS, resolve_knobs
+
+    out = resolve_knobs(knobs)
+    out["order_type"] = {v: k for k, v in ORDER_TYPES.items()}[out["order_type"]]
+    out["reward"] = {v: k for k, v in REWARDS.items()}[out["reward"]]
+    out["position_buckets"] = list(out["position_buckets"])
+    return out

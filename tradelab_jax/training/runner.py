@@ -1,0 +1,326 @@
+"""The host loop: one compiled program per chunk shape, driven chunk by chunk.
+
+A single run is a packed sweep of one point: ``S`` points (seeds / knob values) are vmapped inside one
+compiled chunk of ``run.chunk_updates`` PPO updates. Between chunks, without recompiling, the host writes one
+``metrics.jsonl`` line and an atomic checkpoint per point, updates ``status.json`` and the progress bar, and
+checks for cancellation (a ``CANCEL`` file, SIGTERM or SIGINT). Resuming restores the checkpointed runner
+state and continues on the same chunk boundaries, so on CPU it ends bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from tradelab_jax import runs
+from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, make_ppo_networks, make_train
+from tradelab_jax.errors import UserError
+from tradelab_jax.training.config import SWEEPABLE_AGENT
+from tradelab_jax.training.envs import batch_env_params, make_env
+
+# metrics.jsonl fields that measure time rather than learning (differ between identical runs).
+TIMING_FIELDS = ("time", "wall_s", "steps_per_s")
+
+
+def ppo_spec(config: dict[str, Any]) -> PPOSpec:
+    """The static PPO spec of a (plain dict) config; refuses budgets smaller than one update."""
+    a, net = config["agent"], config["network"]
+    steps_per_update = int(a["num_envs"]) * int(a["num_steps"])
+    num_updates = int(a["total_timesteps"]) // steps_per_update
+    if num_updates < 1:
+        raise UserError(
+            f"agent.total_timesteps={a['total_timesteps']} is less than one update of agent.num_envs x "
+            f"agent.num_steps = {steps_per_update} steps"
+        )
+    for key in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
+        if int(a[key]) < 1:
+            raise UserError(f"agent.{key}={a[key]} must be a whole number >= 1")
+    if steps_per_update % int(a["num_minibatches"]):
+        raise UserError(
+            f"agent.num_envs x agent.num_steps = {steps_per_update} is not divisible by "
+            f"agent.num_minibatches={a['num_minibatches']}"
+        )
+    if any(int(h) < 1 for h in net["hidden_sizes"]):
+        raise UserError(f"network.hidden_sizes={net['hidden_sizes']} must be positive layer widths")
+    from tradelab_jax.agents.ppo.networks import ACTIVATIONS
+
+    if net["activation"] not in ACTIVATIONS:
+        raise UserError(f"invalid network.activation {net['activation']!r}; valid: {', '.join(ACTIVATIONS)}")
+    return PPOSpec(
+        num_updates=num_updates, num_envs=int(a["num_envs"]), num_steps=int(a["num_steps"]),
+        update_epochs=int(a["update_epochs"]), num_minibatches=int(a["num_minibatches"]),
+        anneal_lr=bool(a["anneal_lr"]), normalize_advantages=bool(a["normalize_advantages"]),
+        hidden_sizes=tuple(int(h) for h in net["hidden_sizes"]), activation=str(net["activation"]),
+    )
+
+
+def ppo_hyper(points: list[dict[str, Any]]) -> PPOHyper:
+    """PPOHyper with a leading ``[S]`` axis on every leaf."""
+    return PPOHyper(**{
+        k: jnp.asarray([float(p["agent"][k]) for p in points], jnp.float32) for k in SWEEPABLE_AGENT
+    })
+
+
+def chunk_plan(num_updates: int, chunk_updates: int, start: int = 0) -> list[int]:
+    """Chunk sizes from update ``start``: boundaries at multiples of ``chunk_updates`` (then the rest)."""
+    chunk_updates = max(1, min(int(chunk_updates), num_updates))
+    sizes, u = [], start
+    while u < num_updates:
+        size = min(chunk_updates - (u % chunk_updates), num_updates - u)
+        sizes.append(size)
+        u += size
+    return sizes
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def chunk_record(metrics: dict[str, np.ndarray], i: int, *, update: int, spec: PPOSpec, size: int,
+                 dt: float, wall_s: float, points: int) -> dict[str, Any]:
+    """One metrics.jsonl line for point ``i`` from a chunk's per-update metrics ``[S, U]``."""
+    episodes = int(metrics["episodes"][i].sum())
+    rec: dict[str, Any] = {
+        "update": update,
+        "env_steps": update * spec.steps_per_update,
+        "time": runs.utc_now(),
+        "wall_s": round(wall_s, 3),
+        "steps_per_s": round(size * spec.steps_per_update / dt, 1) if dt > 0 else None,
+        "episodes": episodes,
+        "mean_episode_return": _finite(metrics["episode_return_sum"][i].sum() / max(episodes, 1))
+        if episodes else None,
+        "mean_episode_length": _finite(metrics["episode_length_sum"][i].sum() / max(episodes, 1))
+        if episodes else None,
+        "reward_mean": _finite(metrics["reward_mean"][i].mean()),
+    }
+    for key in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
+        rec[key] = _finite(metrics[key][i].mean())
+    rec["lr"] = _finite(metrics["lr"][i][-1])
+    rec["points"] = points
+    return rec
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT set a flag checked at the next chunk boundary (main thread only)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+@dataclass
+class TrainResult:
+    status: str  # done | cancelled
+    params: Any  # [S]-stacked network params (host arrays)
+    state: Any  # [S]-stacked runner state
+    update: int
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
+
+
+def train_points(
+    points: list[dict[str, Any]],
+    dirs: list[Path],
+    *,
+    root: Path | None = None,
+    resume: bool = False,
+    should_stop: Callable[[int], bool] | None = None,
+    stream=None,
+) -> TrainResult:
+    """Train ``S`` configs that differ only in sweepable values, one directory each, in one program.
+
+    ``root`` is the packed sweep's directory (its ``CANCEL`` file stops every point). ``should_stop(update)``
+    is an extra cancellation hook checked after each chunk (tests, the UI in-process).
+    """
+    assert len(points) == len(dirs) >= 1
+    base = points[0]
+    run_cfg = base["run"]
+    spec = ppo_spec(base)
+    S = len(points)
+    stream = sys.stderr if stream is None else stream
+
+    env, base_params = make_env(base, "train")
+    env_params, env_axes = batch_env_params(points, env, base_params)
+    hyper = ppo_hyper(points)
+    keys = jnp.stack([jax.random.PRNGKey(int(p["seed"])) for p in points])
+    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S)
+
+    compile_s = 0.0
+    t_start = time.perf_counter()
+    state = v_init(keys, hyper, env_params)
+    start_update, prev_wall, prev_compile, prev_train = 0, 0.0, 0.0, 0.0
+    if resume:
+        state, start_update, meta = _restore(state, dirs)
+        prev_wall, prev_compile, prev_train = meta["wall_s"], meta["compile_s"], meta["train_s"]
+        for d in dirs:
+            runs.truncate_metrics(d, start_update)
+    now = runs.utc_now()
+    for d in dirs:
+        fields = dict(status="running", pid=os.getpid(), ended_at=None, error=None, device=_device(),
+                      update=start_update, num_updates=spec.num_updates,
+                      env_steps=start_update * spec.steps_per_update,
+                      total_env_steps=spec.num_updates * spec.steps_per_update,
+                      progress=start_update / spec.num_updates)
+        if resume:
+            fields["resumed_at"] = now
+        else:
+            fields["started_at"] = now
+        runs.write_status(d, **fields)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=spec.num_updates * spec.steps_per_update, initial=start_update * spec.steps_per_update,
+               unit="step", unit_scale=True, disable=not run_cfg.get("progress", True), file=stream,
+               desc=str(run_cfg.get("tag", "train")) + (f" x{S}" if S > 1 else ""), dynamic_ncols=True)
+    compiles_before = len(compiled)
+    update = start_update
+    train_s = 0.0
+    status = "done"
+    cancel_dirs = [*dirs, *([root] if root is not None else [])]
+    with _StopSignals() as signals, bar:
+        for size in chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update):
+            if size not in compiled:
+                t0 = time.perf_counter()
+                compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
+                compile_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            state, metrics = compiled[size](state, hyper, env_params)
+            metrics = jax.device_get(metrics)
+            host_state = jax.device_get(state)
+            dt = time.perf_counter() - t0
+            train_s += dt
+            update += size
+            wall = prev_wall + time.perf_counter() - t_start
+            meta = {"env_steps": update * spec.steps_per_update, "wall_s": wall,
+                    "compile_s": prev_compile + compile_s, "train_s": prev_train + train_s,
+                    "time": runs.utc_now()}
+            for i, d in enumerate(dirs):
+                rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=wall,
+                                   points=S)
+                runs.append_metrics(d, rec)
+                data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
+                runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg.get("keep_checkpoints", 2)))
+                runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
+                                  progress=update / spec.num_updates,
+                                  mean_episode_return=rec["mean_episode_return"])
+            bar.update(size * spec.steps_per_update)
+            ret = rec["mean_episode_return"]
+            if ret is not None:
+                bar.set_postfix(ret=f"{ret:.3g}", refresh=False)
+            if update < spec.num_updates and (
+                signals.signum is not None
+                or any(runs.cancel_requested(d) for d in cancel_dirs)
+                or (should_stop is not None and should_stop(update))
+            ):
+                status = "cancelled"
+                break
+
+    timings = {
+        "wall_s": prev_wall + time.perf_counter() - t_start,
+        "compile_s": prev_compile + compile_s,
+        "train_s": prev_train + train_s,
+        "env_steps": update * spec.steps_per_update,
+    }
+    trained_s = timings["train_s"]
+    timings["steps_per_s"] = (update - start_update) * spec.steps_per_update / train_s if train_s > 0 else 0.0
+    timings["steps_per_s_all_points"] = timings["steps_per_s"] * S
+    timings["compiles"] = len(compiled) - compiles_before
+    del trained_s
+    result = TrainResult(status=status, params=host_state.params if update > start_update else
+                         jax.device_get(state.params), state=state, update=update, timings=timings)
+    if status == "cancelled":
+        for d in dirs:
+            runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
+    return result
+
+
+_PROGRAMS: dict[Any, tuple[Any, Any, dict[int, Any]]] = {}
+
+
+def _env_key(env: Any) -> Any:
+    if type(env).__hash__ is not object.__hash__:  # e.g. TradingEnv hashes by its shapes
+        return env
+    return (type(env), tuple(sorted((k, repr(v)) for k, v in vars(env).items())))
+
+
+def _program(spec, env, base_params, env_params, env_axes, S) -> tuple[Any, Any, dict[int, Any]]:
+    """``(v_init, v_chunk, compiled chunks by size)``, cached for the process.
+
+    Runs with the same shapes (a Hydra multirun's jobs, a resume after a cancel in the same process) reuse
+    one compiled program; the key holds everything that sets a shape.
+    """
+    leaves, treedef = jax.tree.flatten(env_params)
+    axes = jax.tree.flatten(env_axes, is_leaf=lambda x: x is None)[0]
+    shapes = tuple((tuple(x.shape), str(x.dtype)) for x in map(jnp.asarray, leaves))
+    key = (spec, _env_key(env), S, treedef, shapes, tuple(axes))
+    if key not in _PROGRAMS:
+        init_fn, chunk_fn = make_train(spec, env, base_params)
+        v_init = jax.jit(jax.vmap(init_fn, in_axes=(0, 0, env_axes)))
+        v_chunk = jax.jit(jax.vmap(chunk_fn, in_axes=(0, 0, env_axes, None)), static_argnums=3)
+        while len(_PROGRAMS) >= 4:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = (v_init, v_chunk, {})
+    return _PROGRAMS[key]
+
+
+def _restore(template_state: Any, dirs: list[Path]) -> tuple[Any, int, dict[str, Any]]:
+    """Load every point's latest checkpoint into the shape of ``template_state`` ([S]-stacked)."""
+    host = jax.device_get(template_state)
+    loaded, metas = [], []
+    for i, d in enumerate(dirs):
+        found = runs.latest_checkpoint(d)
+        if found is None:
+            raise UserError(f"cannot resume {d}: it has no checkpoint in {d / runs.CHECKPOINT_DIR}")
+        path, meta = found
+        target = jax.tree.map(lambda x, i=i: x[i], host)
+        loaded.append(serialization.from_bytes(target, path.read_bytes()))
+        metas.append(meta)
+    updates = {int(m["update"]) for m in metas}
+    if len(updates) != 1:
+        raise UserError(f"cannot resume: the points' checkpoints are at different updates {sorted(updates)}")
+    state = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *loaded)
+    meta = metas[0]
+    return state, updates.pop(), {k: float(meta.get(k, 0.0)) for k in ("wall_s", "compile_s", "train_s")}
+
+
+def networks_for(config: dict[str, Any], env: Any, env_params: Any):
+    spec = ppo_spec(config)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    num_actions = int(env.action_space(env_params).n)
+    return make_ppo_networks(obs_shape, num_actions, spec.hidden_sizes, spec.activation)

@@ -1,0 +1,188 @@
+"""One training session: lay out the run directories, train (or resume), evaluate, write the contract."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tradelab_jax import runs
+from tradelab_jax.errors import UserError
+from tradelab_jax.io import atomic_write_json
+from tradelab_jax.training.sweep import expand_sweep
+
+
+def train_config(plain: dict[str, Any], out_dir: Path, *, multirun_job: int | None = None,
+                 should_stop=None) -> dict[str, Any]:
+    """A run (``out_dir`` is its directory) or a packed sweep (``out_dir/<n>/`` per point)."""
+    expanded = expand_sweep(plain)
+    packed = len(expanded) > 1 or any(expanded[0][1])
+    points = [p for p, _ in expanded]
+    dirs = [out_dir / str(n) for n in range(len(points))] if packed else [out_dir]
+    for d in dirs:
+        st = runs.read_status(d)
+        if st is not None and st.get("status") != "queued":
+            raise UserError(f"run directory {d} already holds a run ({st.get('status')}); "
+                            "pick another run.tag or use run.resume to continue it")
+    for d, point in zip(dirs, points, strict=True):
+        d.mkdir(parents=True, exist_ok=True)
+        runs.write_config(d, point)
+        runs.write_status(d, status="queued", progress=0.0, pid=None, started_at=None, ended_at=None,
+                          error=None)
+    if packed:
+        atomic_write_json(out_dir / runs.PACKED_FILE, {
+            "points": [{"dir": str(n), **a} for n, (_, a) in enumerate(expanded)],
+            "keys": list(expanded[0][1]),
+        })
+    return _run(points, dirs, root=out_dir if packed else None, resume=False, should_stop=should_stop)
+
+
+def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
+    """Continue a run directory, or every point of a packed sweep directory, from its last checkpoint."""
+    path = Path(path).expanduser().resolve()
+    if (path / runs.PACKED_FILE).exists():
+        dirs, root = runs.point_dirs(path), path
+    elif (path / runs.CONFIG_FILE).exists():
+        dirs, root = [path], None
+    else:
+        raise UserError(f"run.resume={str(path)!r} is not a run directory (no {runs.CONFIG_FILE} there)")
+    points = [runs.read_config(d) for d in dirs]
+    for p in points:
+        p["run"].update(runtime or {})
+        p["run"]["resume"] = None
+    for d in dirs:
+        (d / runs.CANCEL_FILE).unlink(missing_ok=True)
+    if root is not None:
+        (root / runs.CANCEL_FILE).unlink(missing_ok=True)
+    return _run(points, dirs, root=root, resume=True, should_stop=should_stop)
+
+
+def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
+    from tradelab_jax.training.runner import train_points
+
+    try:
+        result = train_points(points, dirs, root=root, resume=resume, should_stop=should_stop)
+        if result.status == "done":
+            summaries = finish(points, dirs, result)
+            if points[0]["run"].get("print_summary", True):
+                print_summary(points, summaries)
+        return {"status": result.status, "dirs": [str(d) for d in dirs], "result": result}
+    except BaseException as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, KeyboardInterrupt):
+            state, message = "cancelled", "interrupted"
+        else:
+            state = "failed"
+        for d in dirs:
+            st = runs.read_status(d) or {}
+            if st.get("status") not in runs.FINAL_STATES or st.get("status") == "done":
+                runs.write_status(d, status=state, ended_at=runs.utc_now(), pid=None,
+                                  error=" ".join(message.split())[:2000])
+                if state == "failed" and not isinstance(err, UserError):
+                    (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+        raise
+
+
+def run_info(points: list[dict[str, Any]], result: Any, index: int) -> dict[str, Any]:
+    import jax
+
+    cfg = points[index]
+    info: dict[str, Any] = {
+        "seed": int(cfg["seed"]),
+        "seeds": sorted({int(p["seed"]) for p in points}),
+        "points": len(points),
+        "device": f"{jax.devices()[0].platform}:{getattr(jax.devices()[0], 'device_kind', '')}",
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "env_steps": int(result.timings["env_steps"]),
+        "wall_s": round(result.timings["wall_s"], 3),
+        "compile_s": round(result.timings["compile_s"], 3),
+        "train_s": round(result.timings["train_s"], 3),
+        "steps_per_s": round(result.timings["steps_per_s"], 1),
+        "steps_per_s_all_points": round(result.timings["steps_per_s_all_points"], 1),
+    }
+    if cfg["env"].get("kind") == "gymnax":
+        info["env_id"] = cfg["env"]["id"]
+    else:
+        from tradelab_jax import data
+
+        manifest = data.load(cfg["data"]["id"], lake=cfg["data"].get("lake")).manifest
+        info["dataset_id"] = cfg["data"]["id"]
+        info["dataset_checksum"] = dataset_checksum(manifest)
+    return info
+
+
+def dataset_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 over the manifest's per-file sha256 values (in file order): one id for the exact bars."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for entry in manifest.get("files", []):
+        h.update(str(entry.get("sha256", "")).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def finish(points, dirs, result) -> list[dict[str, Any]]:
+    """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png and status ``done``."""
+    from tradelab_jax.training import evaluate
+
+    cfg = points[0]
+    summaries = []
+    if cfg["run"].get("eval", True):
+        evals = evaluate.evaluate_points(points, result.params)
+    else:
+        evals = [{"splits": {}} for _ in points]
+    for i, d in enumerate(dirs):
+        summary = {"run": run_info(points, result, i), **{k: v for k, v in evals[i].items()
+                                                            if k not in ("telemetry", "curves")}}
+        runs.write_eval_summary(d, summary)
+        if evals[i].get("telemetry") is not None:
+            evaluate.write_telemetry(d / runs.TELEMETRY_FILE, evals[i]["telemetry"])
+        if evals[i].get("curves"):
+            evaluate.plot_equity(d / runs.EQUITY_FILE, evals[i]["curves"], title=_title(points[i]))
+        runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
+        summaries.append(summary)
+    return summaries
+
+
+def _title(cfg: dict[str, Any]) -> str:
+    return f"{cfg['data']['id']}  seed={cfg['seed']}  risk_pct={cfg['env'].get('risk_pct')}"
+
+
+def print_summary(points, summaries, stream=None) -> None:
+    """The test split (or the last evaluated split) of each point: agent vs the baselines."""
+    stream = stream or sys.stdout
+    for i, s in enumerate(summaries):
+        head = f"[{i}] " if len(summaries) > 1 else ""
+        if "mean_episode_return" in s:
+            print(f"{head}{s['run'].get('env_id')}: greedy mean episode return "
+                  f"{s['mean_episode_return']:.2f} over {s['episodes']} episodes", file=stream)
+            continue
+        splits = s.get("splits") or {}
+        if not splits:
+            continue
+        name = "test" if "test" in splits else list(splits)[-1]
+        table = splits[name]
+        cols = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+                "fees_paid", "exposure")
+        print(f"{head}{name} split ({table.get('bars', '?')} bars) - agent vs baselines:", file=stream)
+        print("  " + f"{'policy':<14}" + "".join(f"{c:>14}" for c in cols), file=stream)
+        for policy in ("agent", "buy_and_hold", "flat", "random"):
+            row = table.get(policy)
+            if row is None:
+                continue
+            cells = "".join(f"{_fmt(row.get(c)):>14}" for c in cols)
+            print(f"  {policy:<14}{cells}", file=stream)
+    del points
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return str(x)
+    return f"{x:.4f}"
+
+

@@ -1,0 +1,545 @@
+"""Reading run directories for the UI: the runs table, one run's curves and tables, comparisons (no Gradio).
+
+Everything here reads the run-directory contract (docs/run-directory.md) through :mod:`tradelab_jax.runs`.
+A run is named by its id, its path relative to the outputs root (``<ts>_<tag>`` or
+``multirun/<ts>_<tag>/<n>``); :func:`resolve_run` is the only way from an id to a folder and refuses
+anything that is not a run directory inside the outputs root. Plots are matplotlib figures (Agg, no pyplot
+state), so they are safe to build from several request threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from tradelab_jax import paths, runs
+from tradelab_jax.errors import UserError
+
+# The runs table: column -> how it is read. Metrics are the agent's on the test split.
+RUN_COLUMNS = (
+    "run",
+    "tag",
+    "dataset",
+    "status",
+    "started",
+    "env_steps",
+    "test_return",
+    "sharpe",
+    "max_drawdown",
+    "fees_paid",
+    "seed",
+    "risk_pct",
+    "stop_loss_bps",
+)
+SORTABLE = RUN_COLUMNS
+# Files of a run the UI offers for download (nothing else is ever served).
+DOWNLOADABLE = (
+    runs.CONFIG_FILE,
+    runs.METRICS_FILE,
+    runs.EVAL_FILE,
+    runs.TELEMETRY_FILE,
+    runs.EQUITY_FILE,
+    runs.STATUS_FILE,
+    "console.log",
+)
+SUMMARY_METRICS = (
+    "total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "round_trips",
+    "win_rate", "turnover", "fees_paid", "stops_hit", "exposure", "final_equity",
+)  # fmt: skip
+POLICY_COLORS = {"agent": "tab:blue", "buy_and_hold": "tab:gray", "flat": "tab:green", "random": "tab:orange"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ids
+
+
+def resolve_run(outputs: str | os.PathLike, run_id: Any) -> Path:
+    """The directory of run ``run_id`` under ``outputs``; refuses traversal, absolute paths and non-runs."""
+    if not isinstance(run_id, str) or not run_id:
+        raise UserError("no run selected")
+    parts = run_id.split("/")
+    shape_ok = len(parts) == 1 or (len(parts) == 3 and parts[0] == runs.MULTIRUN_DIR and parts[2].isdigit())
+    if run_id.startswith("/") or "\\" in run_id or not shape_ok:
+        raise UserError(
+            f"invalid run id {run_id!r}: expected <timestamp>_<tag> or multirun/<timestamp>_<tag>/<n>"
+        )
+    for part in parts:
+        paths.check_id(part, "run id part")
+    path = paths.inside(outputs, *parts)
+    if not runs.is_run_dir(path):
+        raise UserError(f"no run {run_id!r} in {Path(outputs).resolve()}")
+    return path
+
+
+def run_id_of(outputs: str | os.PathLike, path: str | os.PathLike) -> str:
+    return Path(path).resolve().relative_to(Path(outputs).resolve()).as_posix()
+
+
+def run_file(outputs: str | os.PathLike, run_id: str, name: str) -> Path:
+    """A downloadable file of a run (one of :data:`DOWNLOADABLE`), checked to be inside the run."""
+    if name not in DOWNLOADABLE:
+        raise UserError(f"file {name!r} is not offered; valid: {', '.join(DOWNLOADABLE)}")
+    run_dir = resolve_run(outputs, run_id)
+    path = paths.inside(run_dir, name)
+    if not path.is_file():
+        raise UserError(f"run {run_id!r} has no {name}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the runs table
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _safe_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        return runs.read_config(run_dir) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _safe_eval(run_dir: Path) -> dict[str, Any]:
+    try:
+        return runs.read_eval_summary(run_dir) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def split_metrics(summary: dict[str, Any], policy: str = "agent") -> dict[str, Any]:
+    """The policy's metrics on the test split (or the last evaluated split)."""
+    splits = summary.get("splits") or {}
+    if not splits:
+        return {}
+    name = "test" if "test" in splits else list(splits)[-1]
+    return dict(splits[name].get(policy) or {})
+
+
+def display_status(status: dict[str, Any] | None) -> str:
+    """The trainer's status, except a ``running`` run whose process is gone reads ``interrupted``."""
+    if not status:
+        return "unknown"
+    state = str(status.get("status") or "unknown")
+    if state == "running" and status.get("pid") and not runs.pid_alive(status.get("pid")):
+        return "interrupted"
+    return state
+
+
+def run_row(outputs: str | os.PathLike, run_dir: Path) -> dict[str, Any]:
+    status = runs.read_status(run_dir) or {}
+    config = _safe_config(run_dir)
+    summary = _safe_eval(run_dir)
+    row = split_metrics(summary)
+    env = config.get("env") or {}
+    dataset = _get(summary, "run", "dataset_id") or (
+        _get(config, "env", "id") if env.get("kind") == "gymnax" else _get(config, "data", "id")
+    )
+    test_return = row.get("total_return")
+    if test_return is None and "mean_episode_return" in summary:
+        test_return = summary["mean_episode_return"]
+    return {
+        "run": run_id_of(outputs, run_dir),
+        "tag": _get(config, "run", "tag") or run_dir.name.split("_", 1)[-1],
+        "dataset": dataset,
+        "status": display_status(status),
+        "started": (status.get("started_at") or status.get("queued_at") or "").replace("T", " ").rstrip("Z"),
+        "env_steps": status.get("env_steps"),
+        "test_return": test_return,
+        "sharpe": row.get("sharpe"),
+        "max_drawdown": row.get("max_drawdown"),
+        "fees_paid": row.get("fees_paid"),
+        "seed": config.get("seed"),
+        "risk_pct": env.get("risk_pct"),
+        "stop_loss_bps": env.get("stop_loss_bps"),
+    }
+
+
+def list_runs(outputs: str | os.PathLike) -> list[dict[str, Any]]:
+    """One row per run directory under ``outputs`` (CLI and UI runs alike), newest first."""
+    rows = []
+    for run_dir in runs.iter_runs(outputs):
+        try:
+            rows.append(run_row(outputs, run_dir))
+        except (OSError, ValueError) as err:  # a run being written or damaged: still list it
+            rows.append(
+                {c: None for c in RUN_COLUMNS}
+                | {"run": run_id_of(outputs, run_dir), "status": f"unreadable ({type(err).__name__})"}
+            )
+    return rows
+
+
+def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def filter_runs(
+    frame: pd.DataFrame,
+    text: str = "",
+    status: str = "all",
+    sort_by: str = "started",
+    descending: bool = True,
+) -> pd.DataFrame:
+    """Rows whose run/tag/dataset contains ``text`` (case-insensitive) and whose status matches, sorted."""
+    out = frame
+    text = (text or "").strip().lower()
+    if text:
+        # A run cancelled before it started has no config yet: its tag and dataset are missing.
+        hay = [" ".join(v for v in vals if isinstance(v, str)).lower()
+               for vals in out[["run", "tag", "dataset"]].itertuples(index=False)]  # fmt: skip
+        out = out[[text in h for h in hay]]
+    if status and status != "all":
+        out = out[out["status"] == status]
+    if sort_by not in SORTABLE:
+        raise UserError(f"cannot sort by {sort_by!r}; valid: {', '.join(SORTABLE)}")
+    out = out.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
+    return out.reset_index(drop=True)
+
+
+DISPLAY_NAMES = {
+    "env_steps": "steps",
+    "test_return": "return %",
+    "max_drawdown": "max DD %",
+    "fees_paid": "fees",
+    "risk_pct": "risk",
+    "stop_loss_bps": "stop bps",
+}
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rounded and with short headers for reading (return and drawdown in %, fees to cents)."""
+    out = frame.copy()
+    for col in ("test_return", "max_drawdown"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").mul(100).round(2)
+    out["sharpe"] = pd.to_numeric(out["sharpe"], errors="coerce").round(2)
+    out["fees_paid"] = pd.to_numeric(out["fees_paid"], errors="coerce").round(2)
+    out["started"] = out["started"].astype(str).str.slice(0, 16)
+    return out.rename(columns=DISPLAY_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one run
+
+
+def load_metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.DataFrame(runs.read_metrics(run_dir))
+
+
+def config_text(run_dir: Path) -> str:
+    path = run_dir / runs.CONFIG_FILE
+    return path.read_text(encoding="utf-8") if path.is_file() else "# no config.yaml yet"
+
+
+def eval_table(run_dir: Path) -> pd.DataFrame:
+    """Split x policy rows of the evaluation summary's metrics (empty until the run is evaluated)."""
+    summary = _safe_eval(run_dir)
+    rows = []
+    for split, table in (summary.get("splits") or {}).items():
+        for policy in ("agent", "buy_and_hold", "flat", "random"):
+            m = table.get(policy)
+            if m:
+                rows.append({"split": split, "policy": policy, **{k: m.get(k) for k in SUMMARY_METRICS}})
+    if not rows and "mean_episode_return" in summary:
+        rows.append(
+            {
+                "split": "eval",
+                "policy": summary.get("policy", "greedy"),
+                "mean_episode_return": summary.get("mean_episode_return"),
+                "episodes": summary.get("episodes"),
+            }
+        )
+    return pd.DataFrame(rows).round(4) if rows else pd.DataFrame(columns=["split", "policy"])
+
+
+def load_telemetry(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / runs.TELEMETRY_FILE
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+def trades_table(run_dir: Path, split: str = "test", policy: str = "agent", limit: int = 500) -> pd.DataFrame:
+    """The policy's fills and stop-outs on a split (the telemetry rows where something happened)."""
+    tel = load_telemetry(run_dir)
+    if tel is None or "policy" not in tel:
+        return pd.DataFrame(columns=["time", "t"])
+    rows = tel[(tel["policy"] == policy) & (tel["split"] == split)] if "split" in tel else tel
+    mask = np.zeros(len(rows), bool)
+    for col in ("filled", "stop_hit"):
+        if col in rows:
+            mask |= rows[col].to_numpy().astype(bool)
+    rows = rows[mask].head(limit).copy()
+    if "ts" in rows:
+        rows.insert(0, "time", pd.to_datetime(rows["ts"], unit="ms", utc=True).dt.strftime("%Y-%m-%d %H:%M"))
+    cols = [
+        c
+        for c in (
+            "time",
+            "t",
+            "close",
+            "target_position",
+            "order_size",
+            "fill_price",
+            "limit_fee",
+            "stop_hit",
+            "exit_price",
+            "stop_fee",
+            "position",
+            "equity",
+        )
+        if c in rows
+    ]
+    return rows[cols].round(6).reset_index(drop=True)
+
+
+def equity_curves(run_dir: Path, split: str = "test") -> pd.DataFrame | None:
+    """``time, agent, buy_and_hold`` equity on a split, from telemetry.parquet (None for non-trading runs)."""
+    tel = load_telemetry(run_dir)
+    if tel is None or not {"policy", "equity", "ts"} <= set(tel.columns):
+        return None
+    if "split" in tel:
+        if split not in set(tel["split"]):
+            splits = list(dict.fromkeys(tel["split"]))
+            if not splits:
+                return None
+            split = splits[-1]
+        tel = tel[tel["split"] == split]
+    out = None
+    for policy in ("agent", "buy_and_hold"):
+        part = tel[tel["policy"] == policy][["ts", "equity"]].rename(columns={"equity": policy})
+        out = part if out is None else out.merge(part, on="ts", how="outer")
+    if out is None or out.empty:
+        return None
+    out = out.sort_values("ts")
+    out.insert(0, "time", pd.to_datetime(out["ts"], unit="ms", utc=True))
+    return out.reset_index(drop=True)
+
+
+def drawdown(equity: np.ndarray) -> np.ndarray:
+    """Fraction below the running peak (0 at a new high)."""
+    equity = np.asarray(equity, float)
+    peak = np.fmax.accumulate(equity)
+    return 1.0 - equity / peak
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plots
+
+
+def _date_axis(ax) -> None:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _empty(message: str, size=(8, 3)) -> Figure:
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="0.35", wrap=True)
+    ax.set_axis_off()
+    return fig
+
+
+def plot_metrics(metrics: pd.DataFrame) -> Figure:
+    """Training curves against env steps: episode return, losses, entropy, steps/s."""
+    if metrics.empty or "env_steps" not in metrics:
+        return _empty("no training metrics yet")
+    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    x = metrics["env_steps"]
+    panels = [
+        (axes[0, 0], "mean episode return", [("mean_episode_return", "return")]),
+        (axes[0, 1], "losses", [("loss", "total"), ("policy_loss", "policy"), ("value_loss", "value")]),
+        (axes[1, 0], "entropy and approx KL", [("entropy", "entropy"), ("approx_kl", "approx KL")]),
+        (axes[1, 1], "throughput (env steps / s)", [("steps_per_s", "steps/s")]),
+    ]
+    for ax, title, series in panels:
+        drawn = False
+        for col, label in series:
+            if col in metrics and metrics[col].notna().any():
+                y = pd.to_numeric(metrics[col], errors="coerce")
+                ax.plot(x, y, marker="o", ms=3, lw=1.2, label=label)
+                drawn = True
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if drawn and len(series) > 1:
+            ax.legend(fontsize=8)
+        if not drawn:
+            why = "no episode has finished yet" if title == "mean episode return" else "not recorded"
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="0.5")
+    for ax in axes[1]:
+        ax.set_xlabel("env steps")
+    fig.suptitle("Training curves (metrics.jsonl, one point per chunk)", fontsize=11)
+    return fig
+
+
+def plot_equity(curves: pd.DataFrame | None, title: str = "") -> Figure:
+    """Agent vs buy-and-hold equity with the drawdown of each below."""
+    if curves is None or curves.empty:
+        return _empty("no equity curve: the run has no trading evaluation yet")
+    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for policy in ("agent", "buy_and_hold"):
+        if policy not in curves:
+            continue
+        eq = curves[policy].to_numpy(float)
+        label = policy.replace("_", " ")
+        top.plot(curves["time"], eq, lw=1.2, color=POLICY_COLORS[policy], label=label)
+        bottom.fill_between(
+            curves["time"], -drawdown(eq) * 100, 0, color=POLICY_COLORS[policy], alpha=0.35, lw=0, label=label
+        )
+    top.set_ylabel("equity (quote)")
+    top.legend(fontsize=9, loc="best")
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(alpha=0.3)
+    _date_axis(bottom)
+    if title:
+        top.set_title(title, fontsize=10)
+    return fig
+
+
+def _run_label(outputs: str | os.PathLike, run_id: str, config: dict[str, Any]) -> str:
+    env = config.get("env") or {}
+    bits = [run_id.split("/")[-2] + "/" + run_id.split("/")[-1] if run_id.startswith("multirun/") else run_id]
+    if config.get("seed") is not None:
+        bits.append(f"seed={config['seed']}")
+    if env.get("risk_pct") is not None:
+        bits.append(f"risk={env['risk_pct']:g}")
+    if env.get("stop_loss_bps") is not None:
+        bits.append(f"stop={env['stop_loss_bps']:g}bps")
+    del outputs
+    return "  ".join(bits)
+
+
+COMPARE_CONFIG = (
+    "status",
+    "dataset",
+    "features",
+    "seed",
+    "risk_pct",
+    "stop_loss_bps",
+    "order_type",
+    "total_timesteps",
+)
+
+
+def compare_table(outputs: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """One row per run: its test-split metrics, buy-and-hold's return, then its config."""
+    rows = []
+    for rid in run_ids:
+        d = resolve_run(outputs, rid)
+        cfg = _safe_config(d)
+        summary = _safe_eval(d)
+        row = split_metrics(summary)
+        bh = split_metrics(summary, "buy_and_hold")
+        env, agent = cfg.get("env") or {}, cfg.get("agent") or {}
+        config = {
+            "status": display_status(runs.read_status(d)),
+            "dataset": _get(cfg, "data", "id"),
+            "features": _get(cfg, "features", "name"),
+            "seed": cfg.get("seed"),
+            "risk_pct": env.get("risk_pct"),
+            "stop_loss_bps": env.get("stop_loss_bps"),
+            "order_type": env.get("order_type"),
+            "total_timesteps": agent.get("total_timesteps"),
+        }
+        rows.append(
+            {
+                "run": rid,
+                **{k: row.get(k) for k in SUMMARY_METRICS},
+                "buy_and_hold_return": bh.get("total_return"),
+                **config,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _cell(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    if isinstance(x, bool | np.bool_):
+        return str(bool(x)).lower()
+    if isinstance(x, int | np.integer):
+        return f"{int(x):,}"
+    if isinstance(x, float | np.floating):
+        return f"{float(x):.4g}"
+    return str(x)
+
+
+def compare_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison with runs side by side: one row per field, one column per run."""
+    if table.empty:
+        return pd.DataFrame(columns=["field"])
+    fields = [c for c in table.columns if c != "run"]
+    out = {"field": fields}
+    for _, row in table.iterrows():
+        out[str(row["run"])] = [_cell(row[f]) for f in fields]
+    return pd.DataFrame(out)
+
+
+def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: str = "test") -> Figure:
+    """Each run's agent equity on one split, overlaid, with buy-and-hold of the first run as reference.
+
+    Runs over the same bars share a time axis; runs over different periods are aligned on their first bar.
+    """
+    if len(run_ids) < 1:
+        return _empty("pick two or more runs to compare")
+    loaded = []
+    for rid in run_ids:
+        d = resolve_run(outputs, rid)
+        curves = equity_curves(d, split)
+        if curves is not None:
+            loaded.append((rid, _safe_config(d), curves))
+    if not loaded:
+        return _empty("none of these runs has an equity curve (trading evaluation) yet")
+    same_period = len({int(c["ts"].iloc[0]) for _, _, c in loaded}) == 1
+    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for rid, cfg, curves in loaded:
+        x = curves["time"] if same_period else np.arange(len(curves))
+        eq = curves["agent"].to_numpy(float)
+        (line,) = top.plot(x, eq, lw=1.2, label=_run_label(outputs, rid, cfg))
+        bottom.plot(x, -drawdown(eq) * 100, lw=1, color=line.get_color())
+    reference = loaded[0][2]
+    if "buy_and_hold" in reference:
+        x = reference["time"] if same_period else np.arange(len(reference))
+        label = "buy and hold" if same_period else f"buy and hold ({loaded[0][0]})"
+        top.plot(x, reference["buy_and_hold"], lw=1.2, color="0.3", ls="--", label=label)
+    top.set_ylabel("equity (quote)")
+    top.set_title(f"agent equity on the {split} split", fontsize=10)
+    top.legend(fontsize=8, loc="best")
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(alpha=0.3)
+    if same_period:
+        _date_axis(bottom)
+    else:
+        bottom.set_xlabel("bars since the split's first bar (the runs cover different periods)")
+    return fig
+
+
+def status_line(run_dir: Path) -> str:
+    """A one-line summary of a run's status.json for the run view."""
+    st = runs.read_status(run_dir) or {}
+    bits = [f"**{display_status(st)}**"]
+    if st.get("env_steps") is not None and st.get("total_env_steps"):
+        bits.append(f"{int(st['env_steps']):,} / {int(st['total_env_steps']):,} env steps")
+    for key, label in (("started_at", "started"), ("ended_at", "ended"), ("device", "device")):
+        if st.get(key):
+            bits.append(f"{label} {st[key]}")
+    if st.get("error"):
+        bits.append(f"error: {st['error']}")
+    return " · ".join(bits)
