@@ -67,7 +67,7 @@ def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
         if result.status == "done":
             summaries = finish(points, dirs, result)
             if points[0]["run"].get("print_summary", True):
-                print_summary(points, summaries)
+                print_summary(points, summaries, dirs=dirs)
         return {"status": result.status, "dirs": [str(d) for d in dirs], "result": result}
     except BaseException as err:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
@@ -151,11 +151,13 @@ def _title(cfg: dict[str, Any]) -> str:
     return f"{cfg['data']['id']}  seed={cfg['seed']}  risk_pct={cfg['env'].get('risk_pct')}"
 
 
-def print_summary(points, summaries, stream=None) -> None:
+def print_summary(points, summaries, stream=None, dirs=None) -> None:
     """The test split (or the last evaluated split) of each point: agent vs the baselines."""
     stream = stream or sys.stdout
     for i, s in enumerate(summaries):
         head = f"[{i}] " if len(summaries) > 1 else ""
+        if dirs is not None:
+            print(f"{head}run directory: {dirs[i]}", file=stream)
         if "mean_episode_return" in s:
             print(f"{head}{s['run'].get('env_id')}: greedy mean episode return "
                   f"{s['mean_episode_return']:.2f} over {s['episodes']} episodes", file=stream)
