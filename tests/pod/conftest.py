@@ -1,8 +1,14 @@
-"""A loopback server speaking RunPod's GraphQL API (as the SDK calls it), recording every request."""
+"""A loopback server speaking RunPod's GraphQL API as the SDK calls it, recording every request.
+
+RunPod's SDK sends ``{"query": "<GraphQL text>"}`` with every value pasted into the text. The server parses
+that text with a small GraphQL parser (strings with escapes, numbers, enums, lists, objects), so a value
+that escaped its string literal would show up as a parse error or as an extra operation in the record.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,25 +16,131 @@ import pytest
 
 API_KEY = "rpTESTkey-0123456789-DO-NOT-LEAK"
 AWS_SECRET = "awsTESTsecret/DO-NOT-LEAK+xyz"
+GPU_TYPES = {"NVIDIA GeForce RTX 4090", "NVIDIA A40"}
+
+_TOKEN = re.compile(
+    r'(?P<ws>[\s,\ufeff]+|#[^\n]*)|(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?)'
+    r"|(?P<name>[_A-Za-z][_0-9A-Za-z]*)|(?P<punct>[{}()\[\]:!$=@|&]|\.\.\.)"
+)
+
+
+class GraphQLSyntaxError(ValueError):
+    pass
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise GraphQLSyntaxError(f"unexpected character {text[pos]!r} at {pos}")
+        pos = m.end()
+        if m.lastgroup != "ws":
+            out.append((m.lastgroup, m.group()))
+    return out
+
+
+def parse_graphql(text: str) -> list[dict]:
+    """Operations of a document: ``[{"type", "name", "fields": [{"name", "args", "fields"}]}]``."""
+    toks = _tokens(text)
+    i = 0
+
+    def peek(value=None):
+        return i < len(toks) and (value is None or toks[i][1] == value)
+
+    def take(value=None):
+        nonlocal i
+        if i >= len(toks) or (value is not None and toks[i][1] != value):
+            got = toks[i][1] if i < len(toks) else "end of text"
+            raise GraphQLSyntaxError(f"expected {value or 'a token'}, got {got!r}")
+        i += 1
+        return toks[i - 1]
+
+    def value():
+        kind, tok = take()
+        if kind == "str":
+            return json.loads(tok)  # GraphQL string escapes are JSON's
+        if kind == "num":
+            return float(tok) if "." in tok else int(tok)
+        if tok == "[":
+            items = []
+            while not peek("]"):
+                items.append(value())
+            take("]")
+            return items
+        if tok == "{":
+            obj = {}
+            while not peek("}"):
+                key = take()[1]
+                take(":")
+                obj[key] = value()
+            take("}")
+            return obj
+        if kind == "name":
+            return {"true": True, "false": False, "null": None}.get(tok, tok)  # enums as names
+        raise GraphQLSyntaxError(f"unexpected {tok!r}")
+
+    def selection():
+        take("{")
+        fields = []
+        while not peek("}"):
+            name = take()[1]
+            args = {}
+            if peek("("):
+                take("(")
+                while not peek(")"):
+                    key = take()[1]
+                    take(":")
+                    args[key] = value()
+                take(")")
+            fields.append({"name": name, "args": args, "fields": selection() if peek("{") else []})
+        take("}")
+        return fields
+
+    ops = []
+    while i < len(toks):
+        op_type = take()[1]
+        if op_type not in {"query", "mutation"}:
+            raise GraphQLSyntaxError(f"unexpected {op_type!r}")
+        name = take()[1] if toks[i][0] == "name" else None
+        ops.append({"type": op_type, "name": name, "fields": selection()})
+    return ops
 
 
 class FakeRunPod:
-    """Answers podFindAndDeployOnDemand, pod, myself.pods, podStop and podTerminate like RunPod does."""
+    """Answers gpuTypes, podFindAndDeployOnDemand, pod, myself.pods, podStop and podTerminate."""
 
     def __init__(self):
         self.requests: list[dict] = []
         self.pods: dict[str, dict] = {}
         self.fail_with: str | None = None
 
+    def deploys(self) -> list[dict]:
+        return [r for r in self.requests if r["op"] == "podFindAndDeployOnDemand"]
+
     def answer(self, headers, body) -> tuple[int, dict]:
-        self.requests.append({"headers": dict(headers), "body": body})
+        record = {"headers": dict(headers), "body": body, "op": None, "args": None, "ops": None}
+        self.requests.append(record)
         if headers.get("Authorization") != f"Bearer {API_KEY}":
             return 401, {"errors": [{"message": "Unauthorized"}]}
         if self.fail_with:
             return 200, {"errors": [{"message": self.fail_with}], "data": None}
-        query, variables = body["query"], body.get("variables") or {}
-        if "podFindAndDeployOnDemand" in query:
-            spec = variables["input"]
+        try:
+            ops = parse_graphql(body["query"])
+        except GraphQLSyntaxError as err:
+            return 400, {"errors": [{"message": f"Syntax Error: {err}"}]}
+        record["ops"] = ops
+        if len(ops) != 1 or len(ops[0]["fields"]) != 1:  # the SDK sends one operation with one field
+            return 400, {"errors": [{"message": "more than one operation: injected GraphQL"}]}
+        [op] = ops
+        [field] = op["fields"]
+        record["op"], record["args"] = field["name"], field["args"]
+        args = field["args"]
+        if field["name"] == "gpuTypes":
+            gpu = args["input"]["id"]
+            return 200, {"data": {"gpuTypes": [{"id": gpu, "displayName": gpu}] if gpu in GPU_TYPES else []}}
+        if field["name"] == "podFindAndDeployOnDemand" and op["type"] == "mutation":
+            spec = args["input"]
             pod_id = f"pod{len(self.pods) + 1:04d}"
             self.pods[pod_id] = {
                 "id": pod_id,
@@ -39,22 +151,23 @@ class FakeRunPod:
                 "costPerHr": 0.69,
                 "machine": {"gpuDisplayName": "RTX 4090", "podHostId": f"{pod_id}-host"},
                 "machineId": "m1",
+                "env": [f"{e['key']}={e['value']}" for e in spec["env"]],
                 "runtime": None,
                 "uptimeSeconds": 0,
                 "lastStatusChange": "Rented by User",
             }
             return 200, {"data": {"podFindAndDeployOnDemand": self.pods[pod_id]}}
-        if "podStop" in query:
-            pod = self.pods[variables["input"]["podId"]]
+        if field["name"] == "podStop" and op["type"] == "mutation":
+            pod = self.pods[args["input"]["podId"]]
             pod["desiredStatus"] = "EXITED"
             return 200, {"data": {"podStop": {"id": pod["id"], "desiredStatus": "EXITED"}}}
-        if "podTerminate" in query:
-            self.pods.pop(variables["input"]["podId"], None)
+        if field["name"] == "podTerminate" and op["type"] == "mutation":
+            self.pods.pop(args["input"]["podId"], None)
             return 200, {"data": {"podTerminate": None}}
-        if "myself" in query:
+        if field["name"] == "myself":
             return 200, {"data": {"myself": {"pods": list(self.pods.values())}}}
-        if "pod(" in query:
-            return 200, {"data": {"pod": self.pods.get(variables["input"]["podId"])}}
+        if field["name"] == "pod":
+            return 200, {"data": {"pod": self.pods.get(args["input"]["podId"])}}
         return 400, {"errors": [{"message": "unknown operation"}]}
 
 

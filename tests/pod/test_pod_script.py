@@ -86,7 +86,7 @@ def test_overrides_with_shell_metacharacters_reach_train_verbatim(tmp_path):
     ]
     assert tradelab[2] == ["pod", "stop", "pod0001"]
     assert ["git", "-C", f"{ws}/tradelab_jax", "fetch", "-q", "--depth", "1", "origin", "v1.2"] in calls
-    assert ["pip", "install", "-q", "-e", f"{ws}/tradelab_jax", "jax[cuda12]"] in calls
+    assert ["pip", "install", "-q", "-e", f"{ws}/tradelab_jax[pods]", "jax[cuda12]"] in calls
     assert list(marks.iterdir()) == []  # nothing injected ran
     assert "training exited with 0" in (ws / "tradelab-pod.log").read_text()
     assert (ws / ".tradelab-done").exists()

@@ -17,6 +17,9 @@ from tradelab_jax.pod.api import (
     RunPodAPI,
     api_base,
     api_key_from_env,
+    check_interpolated,
+    deploy_queries,
+    sdk,
 )
 from tradelab_jax.pod.spec import (
     DEFAULT_GPU,
@@ -30,7 +33,8 @@ from tradelab_jax.pod.spec import (
 )
 
 EPILOG = (
-    f"The RunPod API key is read from ${ENV_API_KEY} only and never printed. The API endpoint is "
+    f"Pods are managed through RunPod's Python SDK (pip install -e '.[pods]'). The RunPod API key is read "
+    f"from ${ENV_API_KEY} only and never printed. The API endpoint is "
     f"{DEFAULT_API_BASE} unless --api-url or ${ENV_API_BASE} says otherwise. See docs/pods.md."
 )
 _IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"
@@ -140,6 +144,7 @@ def main(argv: list[str]) -> int:
         return _launch(args, overrides)
     if args.command == "logs":
         return _logs(args)
+    sdk()
     client = RunPodAPI(api_key_from_env(), api_base(args.api_url))
     if args.command == "status":
         return _status(client, args)
@@ -215,17 +220,21 @@ def _s3_settings(args: argparse.Namespace) -> dict[str, str]:
 
 def _launch(args: argparse.Namespace, overrides: list[str]) -> int:
     spec = build_spec(args, overrides, strict=not args.dry_run)
+    check_interpolated(spec.sdk_kwargs(), spec.secret_keys)
     if args.dry_run:
+        sdk()  # the request is built by the SDK's own functions
         client = RunPodAPI(api_key_from_env(required=False), api_base(args.api_url))
-        from tradelab_jax.pod.api import DEPLOY
-
-        request = client.request(DEPLOY, {"input": spec.deploy_input(masked=True)})
-        print(json.dumps(request.shown(), indent=2))
-        print("\n# start-up script (TRADELAB_POD_SCRIPT, base64 above):", file=sys.stderr)
+        shown = [client.shown_request(q) for q in deploy_queries(spec.sdk_kwargs(masked=True))]
+        print(json.dumps(shown, indent=2))
+        print(
+            "\n# runpod.create_pod sends these two requests: a gpuTypes check, then the deploy mutation."
+            "\n# start-up script (TRADELAB_POD_SCRIPT, base64 above):",
+            file=sys.stderr,
+        )
         print(spec.script, file=sys.stderr)
         return 0
     client = RunPodAPI(api_key_from_env(), api_base(args.api_url))
-    pod = client.deploy(spec.deploy_input())
+    pod = client.create(spec.sdk_kwargs(), spec.secret_keys)
     if not pod.get("id"):
         raise UserError("RunPod accepted the request but returned no pod id; check the RunPod console")
     if args.json:

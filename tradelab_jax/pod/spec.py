@@ -3,6 +3,7 @@
 The start-up script travels base64-encoded in the ``TRADELAB_POD_SCRIPT`` environment variable and the
 container's start command only decodes and runs it, so no user value is ever parsed by RunPod's
 start-command splitting or by a shell: every value placed in the script goes through ``shlex.quote``.
+Base64 also keeps the overrides out of the GraphQL text that RunPod's SDK builds by pasting values.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ DEFAULT_REPO_URL = ""  # no public default: pass --repo-url or set TRADELAB_REPO
 SCRIPT_ENV = "TRADELAB_POD_SCRIPT"
 MASK = "***"
 
-# The container's start command: decode the script from the environment and run it with bash.
+# The container's start command: decode the script from the environment and run it with bash. It holds
+# no double quote or backslash: the SDK pastes it between double quotes into the GraphQL text.
 DOCKER_ARGS = (
-    f"bash -c 'echo \"${SCRIPT_ENV}\" | base64 -d > /tmp/tradelab-pod.sh && exec bash /tmp/tradelab-pod.sh'"
+    f"bash -c 'printenv {SCRIPT_ENV} | base64 -d > /tmp/tradelab-pod.sh && exec bash /tmp/tradelab-pod.sh'"
 )
 
 AWS_SECRET_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -37,7 +39,7 @@ _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 @dataclass(frozen=True)
 class PodSpec:
-    """Everything ``podFindAndDeployOnDemand`` is asked for; ``secret_keys`` name env values to mask."""
+    """Everything ``runpod.create_pod`` is asked for; ``secret_keys`` name env values to mask."""
 
     name: str
     image: str
@@ -51,21 +53,19 @@ class PodSpec:
     script: str
     secret_keys: frozenset[str] = field(default_factory=frozenset)
 
-    def deploy_input(self, *, masked: bool = False) -> dict[str, Any]:
-        """The ``PodFindAndDeployOnDemandInput`` variables; ``masked`` hides secret values."""
-        env = [
-            {"key": k, "value": MASK if masked and k in self.secret_keys and v else v} for k, v in self.env
-        ]
+    def sdk_kwargs(self, *, masked: bool = False) -> dict[str, Any]:
+        """The keyword arguments of ``runpod.create_pod``; ``masked`` hides secret values."""
+        env = {k: MASK if masked and k in self.secret_keys and v else v for k, v in self.env}
         return {
             "name": self.name,
-            "imageName": self.image,
-            "gpuTypeId": self.gpu_type,
-            "gpuCount": self.gpu_count,
-            "cloudType": self.cloud_type,
-            "volumeInGb": self.volume_gb,
-            "containerDiskInGb": self.container_disk_gb,
-            "volumeMountPath": self.volume_mount_path,
-            "dockerArgs": DOCKER_ARGS,
+            "image_name": self.image,
+            "gpu_type_id": self.gpu_type,
+            "cloud_type": self.cloud_type,
+            "gpu_count": self.gpu_count,
+            "volume_in_gb": self.volume_gb,
+            "container_disk_in_gb": self.container_disk_gb,
+            "docker_args": DOCKER_ARGS,
+            "volume_mount_path": self.volume_mount_path,
             "env": env,
         }
 
@@ -142,7 +142,7 @@ git -C "$SRC" checkout -q --force FETCH_HEAD
 python3 -m venv "$WS/venv"
 . "$WS/venv/bin/activate"
 pip install -q --upgrade pip
-pip install -q -e "$SRC" {q(f"jax[{s.jax_extra}]") if s.jax_extra else ""}
+pip install -q -e "$SRC[pods]" {q(f"jax[{s.jax_extra}]") if s.jax_extra else ""}
 set +e
 export TRADELAB_OUTPUTS="$WS/outputs"
 mkdir -p "$TRADELAB_OUTPUTS"
