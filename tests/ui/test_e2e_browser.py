@@ -45,7 +45,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/test_deps.sh or set TRADELAB_CHROMIUM")
+        # A core test: never skipped silently. scripts/test.sh installs Debian's chromium first.
+        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/test_deps.sh or set TRADELAB_CHROMIUM")
     root = tmp_path_factory.mktemp("ui-e2e")
     outputs = root / "outputs"
     outputs.mkdir()
