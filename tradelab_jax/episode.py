@@ -199,7 +199,7 @@ def main(argv: list[str]) -> int:
     print(
         f"{summary['policy']} on {summary['dataset']}/{summary['split']}: {m['steps']} steps, "
         f"total return {100 * m['total_return']:+.2f}% "
-        f"(buy and hold {100 * summary['buy_and_hold_return']:+.2f}%), "
+        f"(the asset's price {100 * summary['asset_return']:+.2f}%), "
         f"max drawdown {100 * m['max_drawdown']:.2f}%, {m['trades']} trades, {m['stops_hit']} stops, "
         f"fees {m['fees_paid']:.2f}"
     )
@@ -255,7 +255,7 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
         "first_decision": _iso(ts[t[0]]),
         "last_mark": _iso(ts[t[-1] + 1]),
         "terminated": bool(telemetry["terminated"][-1]),
-        "buy_and_hold_return": float(end_close / start_close - 1.0),
+        "asset_return": float(end_close / start_close - 1.0),  # the price change, unlevered
         "knobs": _knobs_json({**knobs, "random_start": False, "episode_length": length}),
         "metrics": metrics,
     }
@@ -267,7 +267,9 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
     equity = np.concatenate([[initial_cash], telemetry["equity"].astype(np.float64)])
     benchmark = initial_cash * np.concatenate([[start_close], close[t + 1]]) / start_close
     plot_equity(out_dir / "equity.png", mark_ts, equity, benchmark,
-                title=f"{summary['policy']} on {dataset} ({split})")
+                title=f"{summary['policy']} on {dataset} ({split})",
+                label=policy_name if run_dir is None else "agent",
+                benchmark_label="the asset (1x, no fees)")
     return summary
 
 
