@@ -10,9 +10,11 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from tradelab_jax.errors import UserError
-from tradelab_jax.paths import check_id
+from tradelab_jax.paths import check_id, conf_dir
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's smallest part (all but the last)
@@ -98,6 +100,26 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+CONFIG_KEYS = ("bucket", "prefix", "endpoint_url", "multipart_threshold_mib", "part_size_mib")
+
+
+def file_defaults(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The archive settings of ``conf/archive/default.yaml`` (or ``path``), the lowest-precedence layer."""
+    import yaml
+
+    path = Path(path) if path is not None else conf_dir() / "archive" / "default.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"archive config {path} is not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(loaded, dict) or set(loaded) - set(CONFIG_KEYS):
+        unknown = sorted(set(loaded) - set(CONFIG_KEYS)) if isinstance(loaded, dict) else loaded
+        raise UserError(f"archive config {path}: unknown keys {unknown}; valid: {', '.join(CONFIG_KEYS)}")
+    return {k: v for k, v in loaded.items() if v is not None}
+
+
 def spec_from(
     bucket: str | None = None,
     prefix: str | None = None,
@@ -106,10 +128,13 @@ def spec_from(
     multipart_threshold_mib: float | None = None,
     part_size_mib: float | None = None,
     env: dict[str, str] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> ArchiveSpec:
-    """Flags win over ``TRADELAB_S3_*`` environment variables; the bucket is required."""
+    """Flags win over ``TRADELAB_S3_*`` environment variables, which win over ``conf/archive/default.yaml``
+    (``config``, read when not given); the bucket is required."""
     env = os.environ if env is None else env
-    bucket = bucket or env.get(ENV_BUCKET) or ""
+    config = file_defaults() if config is None else config
+    bucket = bucket or env.get(ENV_BUCKET) or str(config.get("bucket") or "")
     if not bucket:
         raise UserError(
             f"no S3 bucket given: pass --bucket or set {ENV_BUCKET} (e.g. {ENV_BUCKET}=my-lab-runs)"
@@ -119,15 +144,18 @@ def spec_from(
             f"invalid S3 bucket name {bucket!r}: use 3-63 lower-case letters, digits, '.' or '-', "
             "starting and ending with a letter or digit"
         )
-    prefix = normalise_prefix(prefix if prefix is not None else env.get(ENV_PREFIX, ""))
-    endpoint_url = endpoint_url or env.get(ENV_ENDPOINT) or None
+    if prefix is None:
+        prefix = env.get(ENV_PREFIX, str(config.get("prefix") or ""))
+    prefix = normalise_prefix(prefix)
+    endpoint_url = endpoint_url or env.get(ENV_ENDPOINT) or config.get("endpoint_url") or None
     if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
         raise UserError(
             f"invalid S3 endpoint URL {endpoint_url!r}: use http(s)://host[:port], e.g. http://127.0.0.1:9000"
         )
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    threshold = _mib(multipart_threshold_mib, 64, "--multipart-threshold-mib")
-    part = _mib(part_size_mib, 64, "--part-size-mib")
+    threshold = _mib(multipart_threshold_mib, config.get("multipart_threshold_mib", 64),
+                     "--multipart-threshold-mib")
+    part = _mib(part_size_mib, config.get("part_size_mib", 64), "--part-size-mib")
     if part < MIN_PART_SIZE:
         raise UserError(f"--part-size-mib must be at least 5 (S3's smallest part), got {part / MiB:g}")
     return ArchiveSpec(bucket, prefix, endpoint_url, region, threshold, part)
