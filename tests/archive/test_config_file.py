@@ -1,4 +1,4 @@
-"""conf/archive/default.yaml is the lowest layer of the archive settings: flags > TRADELAB_S3_* > file."""
+"""conf/archive.yaml is the lowest layer of the archive settings: flags > TRADELAB_S3_* > file."""
 
 from __future__ import annotations
 

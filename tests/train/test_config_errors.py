@@ -52,3 +52,28 @@ def test_cli_prints_one_error_line_and_exits_2(outputs):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == [lines[0]] and lines[0].startswith("error: unknown config key 'agent.lrr'")
     assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_only_real_group_options(outputs):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradelab_jax.cli", "train", "--help", f"run.outputs={outputs}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    groups = text.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    listed = dict(line.split(": ", 1) for line in groups.splitlines() if ": " in line)
+    assert "schema" not in groups  # the ConfigStore schemas are no options of any group
+    assert listed["agent"] == "ppo"
+    assert listed["data"] == "binance_btcusdt_1m, binance_btcusdt_1m_2025-10"
+    assert listed["env"] == "gymnax, trading"
+    assert listed["network"] == "mlp"
+    assert listed["run"] == "default"
+    assert not [g for g in listed if g.startswith("schema")]
+
+
+def test_schema_names_are_not_group_options(outputs):
+    with pytest.raises(UserError, match=r"unknown agent option 'ppo_schema'; valid options: ppo$"):
+        train.main(["agent=ppo_schema", f"run.outputs={outputs}"])
+    with pytest.raises(UserError, match=r"unknown env option 'run_schema'; valid options: gymnax, trading$"):
+        train.main(["env=run_schema", f"run.outputs={outputs}"])

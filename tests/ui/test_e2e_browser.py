@@ -1,15 +1,17 @@
 """End to end in headless Chromium: the real ``tradelab ui`` server and real ``tradelab train`` processes.
 
 One server on a free loopback port with a temporary outputs root serves the whole module; the tests run in
-file order and share it: refuse an invalid field, launch two tiny runs (trained for real by the CLI) and a
-big one that queue behind each other, reload the page and find the jobs, watch the tiny runs reach
-``done``, cancel the big run once it runs, open a run and see its equity plot, compare the two tiny runs,
-and refuse path traversal in the page and over HTTP. Screenshots go to ``test-artifacts/ui/``.
+file order and share it: refuse an invalid field, launch a tiny packed sweep of two risk values (trained
+for real by the CLI in one process) and a big run that queues behind it, reload the page and find the jobs,
+watch the sweep reach ``done``, cancel the big run once it runs, find both sweep points in the runs table,
+open one and see its equity plot, compare the two points, and refuse path traversal in the page and over
+HTTP. Screenshots go to ``test-artifacts/ui/``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -169,57 +171,67 @@ def launch(page, server, count: int, **values: str) -> None:
     wait_for(lambda: len(jobs(server)) == count, 20, f"job record {count}", page)
 
 
-def test_launch_two_tiny_runs_and_a_big_one_that_queue(page, server):
+def test_launch_a_tiny_packed_sweep_and_a_big_run_that_queues(page, server):
     choose(page, "f-dataset", DATASET)
-    tiny = {"stop_loss_bps": "50", "total_timesteps": "256", "num_envs": "2", "num_steps": "16",
-            "chunk_updates": "4", "seeds": "0"}  # fmt: skip
-    launch(page, server, 1, risk_pct="0.005", tag="e2e-a", **tiny)
-    assert f"data={DATASET}" in page.locator("#preview").inner_text()
-    launch(page, server, 2, risk_pct="0.01", tag="e2e-b", **tiny)
-    # A big run: it waits behind the others (one training at a time), and is cancelled later.
-    launch(page, server, 3, total_timesteps="100000000", num_envs="4", num_steps="128", chunk_updates="2",
-           tag="e2e-cancel")  # fmt: skip
-    a, b, big = jobs(server)
-    assert (a.tag, b.tag, big.tag) == ("e2e-a", "e2e-b", "e2e-cancel")
-    assert a.argv[:3] == [sys.executable, "-m", "tradelab_jax.train"] and "env.risk_pct=0.005" in a.argv
-    assert a.argv[-1] == f"run.dir={server['outputs'] / a.run_dir}"
+    # Two risk values: one packed sweep of two points, trained in one process.
+    launch(page, server, 1, risk_pct="0.005, 0.01", stop_loss_bps="50", total_timesteps="256", num_envs="2",
+           num_steps="16", chunk_updates="4", seeds="0", tag="e2e-sweep")  # fmt: skip
+    preview = page.locator("#preview").inner_text()
+    assert f"data={DATASET}" in preview and "sweep.env.risk_pct=[0.005,0.01]" in preview
+    assert "one packed sweep: 2 runs" in preview
+    # A big run: it waits behind the sweep (one training at a time), and is cancelled later.
+    launch(page, server, 2, risk_pct="0.01", total_timesteps="100000000", num_envs="4", num_steps="128",
+           chunk_updates="2", tag="e2e-cancel")  # fmt: skip
+    sweep, big = jobs(server)
+    assert (sweep.tag, big.tag) == ("e2e-sweep", "e2e-cancel")
+    assert sweep.points == 2 and sweep.run_dir.startswith(f"{runs.MULTIRUN_DIR}/")
+    assert sweep.argv[:3] == [sys.executable, "-m", "tradelab_jax.train"]
+    assert "sweep.env.risk_pct=[0.005,0.01]" in sweep.argv and "env.stop_loss_bps=50.0" in sweep.argv
+    assert sweep.argv[-1] == f"run.dir={server['outputs'] / sweep.run_dir}"
+    assert big.points == 1 and "env.risk_pct=0.01" in big.argv
     page.get_by_text("waits in the queue").first.wait_for()
     wait_for(lambda: job_state_in_page(page, big.id) == "queued", 20, "the queued badge", page)
-    assert "#2 in the queue" in page.locator(f".job[data-job='{big.id}']").inner_text()
-    wait_for(lambda: job_state_in_page(page, a.id) == "running", 60, "the first run running", page)
+    assert "#1 in the queue" in page.locator(f".job[data-job='{big.id}']").inner_text()
+    assert "packed sweep of 2 runs" in page.locator(f".job[data-job='{sweep.id}']").inner_text()
+    wait_for(lambda: job_state_in_page(page, sweep.id) == "running", 60, "the sweep running", page)
     shot(page, "03-running-and-queued")
 
 
 def test_a_reload_picks_the_jobs_up_again(page, server):
-    a, b, big = jobs(server)
+    sweep, big = jobs(server)
     page.reload()
     page.wait_for_selector("#launch")
-    wait_for(lambda: job_state_in_page(page, a.id) in ("running", "done"), 30, "jobs after reload", page)
-    assert job_state_in_page(page, b.id) in ("queued", "running", "done")
+    wait_for(lambda: job_state_in_page(page, sweep.id) in ("running", "done"), 30, "jobs after reload", page)
     assert job_state_in_page(page, big.id) in ("queued", "running")
     # the log tail of the running job shows the trainer's command and output
     wait_for(lambda: "tradelab_jax.train" in page.locator("#log-tail textarea").input_value(), 60, "the log",
              page)  # fmt: skip
 
 
-def test_both_tiny_runs_train_for_real_and_reach_done(page, server):
+def test_the_sweep_trains_for_real_and_both_points_reach_done(page, server):
     queue = JobQueue(server["outputs"])
-    for job in jobs(server)[:2]:
-        wait_for(lambda job=job: not queue.get(job.id).active, TRAIN_TIMEOUT_S, f"{job.tag} to end", page)
-        ended = queue.get(job.id)
-        assert ended.state == "done", f"the trainer ended {ended.state}: {ended.error}"
-        assert ended.returncode == 0
-        wait_for(lambda job=job: job_state_in_page(page, job.id) == "done", 20, "the done badge", page)
-        run_dir = queue.run_path(ended)
+    job = jobs(server)[0]
+    wait_for(lambda: not queue.get(job.id).active, TRAIN_TIMEOUT_S, "the sweep to end", page)
+    ended = queue.get(job.id)
+    assert ended.state == "done", f"the trainer ended {ended.state}: {ended.error}"
+    assert ended.returncode == 0
+    wait_for(lambda: job_state_in_page(page, job.id) == "done", 20, "the done badge", page)
+    assert page.locator(f".job[data-job='{job.id}'] .bar").get_attribute("aria-valuenow") == "100"
+    group = queue.run_path(ended)
+    packed = json.loads((group / runs.PACKED_FILE).read_text())
+    assert [p["dir"] for p in packed["points"]] == ["0", "1"]
+    assert runs.point_dirs(group) == queue.point_paths(ended)
+    risks = []
+    for run_dir in queue.point_paths(ended):
         assert runs.read_status(run_dir)["status"] == "done"
         assert (run_dir / runs.TELEMETRY_FILE).is_file() and (run_dir / runs.EVAL_FILE).is_file()
-        bar = page.locator(f".job[data-job='{job.id}'] .bar")
-        assert bar.get_attribute("aria-valuenow") == "100"
-    shot(page, "04-runs-done")
+        risks.append(runs.read_config(run_dir)["env"]["risk_pct"])
+    assert sorted(risks) == [0.005, 0.01]
+    shot(page, "04-sweep-done")
 
 
 def test_cancel_the_third_run_while_it_runs(page, server):
-    big = jobs(server)[2]
+    big = jobs(server)[1]
     wait_for(lambda: job_state_in_page(page, big.id) == "running", 60, "the queued run to start", page)
     run_dir = server["outputs"] / big.run_dir
     # past its first chunk, so the trainer itself stops at a chunk boundary and records it
@@ -245,8 +257,10 @@ def test_the_runs_table_and_a_run_with_its_equity_plot(page, server):
     wait_for(lambda: "fromcli" in table.inner_text() and "e2e-cancel" in table.inner_text(), 30, "rows", page)
     text = table.inner_text()
     assert text.count("done") >= 3 and "cancelled" in text
-    a = jobs(server)[0]
-    table.get_by_text(a.run_dir, exact=True).first.click()
+    sweep = jobs(server)[0]
+    for rid in sweep.point_ids():  # both points of the sweep are runs of their own
+        assert rid in text
+    table.get_by_text(sweep.point_ids()[1], exact=True).first.click()
     page.locator("#equity-plot img").wait_for()
     assert "done" in page.locator("#run-status").inner_text()
     assert "buy_and_hold" in page.locator("#eval-table").inner_text()
@@ -268,16 +282,16 @@ def test_the_runs_table_and_a_run_with_its_equity_plot(page, server):
     assert "e2e-cancel" in table.inner_text()
 
 
-def test_compare_the_two_tiny_runs(page, server):
-    a, b, _ = jobs(server)
+def test_compare_the_two_points_of_the_sweep(page, server):
+    ids = jobs(server)[0].point_ids()
     page.get_by_role("tab", name="Compare").click()
-    for job in (a, b):
-        choose(page, "compare-pick", job.run_dir)
+    for rid in ids:
+        choose(page, "compare-pick", rid)
     page.keyboard.press("Escape")
     page.locator("#compare-btn").click()
     page.locator("#compare-plot img").wait_for()
     table = page.locator("#compare-table").inner_text()
-    assert a.run_dir in table and b.run_dir in table
+    assert all(rid in table for rid in ids)
     assert "0.005" in table and "0.01" in table and "total_return" in table
     shot(page, "07-compare")
 
@@ -287,7 +301,7 @@ def test_path_traversal_is_refused_in_the_page_and_over_http(page, server):
     wait_for(lambda: "invalid run id" in page.locator("#run-error").inner_text(), 30, "the refusal", page)
     shot(page, "08-traversal-refused")
     outputs = server["outputs"]
-    inside_file = outputs / jobs(server)[0].run_dir / runs.CONFIG_FILE
+    inside_file = outputs / jobs(server)[0].point_ids()[0] / runs.CONFIG_FILE
     for target in (f"{outputs}/../secret.txt", str(server["root"] / "secret.txt"), "/etc/passwd",
                    "..%2F..%2Fsecret.txt", f"{outputs}/%2E%2E/secret.txt", str(inside_file)):  # fmt: skip
         r = httpx.get(server["url"] + "gradio_api/file=" + target, timeout=10)

@@ -104,10 +104,10 @@ CONFIG_KEYS = ("bucket", "prefix", "endpoint_url", "multipart_threshold_mib", "p
 
 
 def file_defaults(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The archive settings of ``conf/archive/default.yaml`` (or ``path``), the lowest-precedence layer."""
+    """The archive settings of ``conf/archive.yaml`` (or ``path``), the lowest-precedence layer."""
     import yaml
 
-    path = Path(path) if path is not None else conf_dir() / "archive" / "default.yaml"
+    path = Path(path) if path is not None else conf_dir() / "archive.yaml"
     if not path.is_file():
         return {}
     try:
@@ -130,7 +130,7 @@ def spec_from(
     env: dict[str, str] | None = None,
     config: dict[str, Any] | None = None,
 ) -> ArchiveSpec:
-    """Flags win over ``TRADELAB_S3_*`` environment variables, which win over ``conf/archive/default.yaml``
+    """Flags win over ``TRADELAB_S3_*`` environment variables, which win over ``conf/archive.yaml``
     (``config``, read when not given); the bucket is required."""
     env = os.environ if env is None else env
     config = file_defaults() if config is None else config

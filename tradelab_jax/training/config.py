@@ -1,7 +1,9 @@
 """Structured-config schemas (registered in Hydra's ConfigStore) and their conversion to static specs.
 
-Each ``conf/<group>/<option>.yaml`` starts from one of these schemas (``defaults: [<schema>, _self_]``), so
-a misspelt key or a value of the wrong type fails when Hydra composes the config, before any compile.
+Each ``conf/<group>/<option>.yaml`` starts from one of these schemas
+(``defaults: [/<group>_<option>_schema@_here_, _self_]``), so a misspelt key or a value of the wrong type
+fails when Hydra composes the config, before any compile. The schemas are stored at the ConfigStore's
+root, outside every config group, so ``tradelab train --help`` lists only the real options of each group.
 """
 
 from __future__ import annotations
@@ -153,22 +155,33 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
+# ConfigStore name -> schema; the root config and every group option's defaults list name one of these.
+SCHEMAS: dict[str, type] = {
+    "config_schema": Config,  # conf/config.yaml
+    "data_schema": DataConfig,  # conf/data/*.yaml
+    "env_trading_schema": TradingEnvConfig,  # conf/env/trading.yaml
+    "env_gymnax_schema": GymnaxEnvConfig,  # conf/env/gymnax.yaml
+    "agent_ppo_schema": PPOConfig,  # conf/agent/ppo.yaml
+    "network_mlp_schema": MLPConfig,  # conf/network/mlp.yaml
+    "run_schema": RunConfig,  # conf/run/default.yaml
+}
 _REGISTERED = False
 
 
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore (idempotent).
+
+    They go to the store's root, not into the config groups: a schema stored in group ``agent`` would be
+    listed by ``--help`` (and accepted on the command line) as an ``agent=`` option. A group option extends
+    its schema through an absolute default placed at its own package, e.g. ``conf/agent/ppo.yaml`` starts
+    with ``defaults: [/agent_ppo_schema@_here_, _self_]`` (Hydra's "Extending Configs").
+    """
     global _REGISTERED
     if _REGISTERED:
         return
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="env", name="trading_schema", node=TradingEnvConfig)
-    cs.store(group="env", name="gymnax_schema", node=GymnaxEnvConfig)
-    cs.store(group="agent", name="ppo_schema", node=PPOConfig)
-    cs.store(group="network", name="mlp_schema", node=MLPConfig)
-    cs.store(group="run", name="run_schema", node=RunConfig)
+    for name, node in SCHEMAS.items():
+        cs.store(name=name, node=node)
     _REGISTERED = True
