@@ -1,7 +1,8 @@
 """A stand-in for ``python -m tradelab_jax.train`` that follows the run-directory contract in milliseconds.
 
 It reads ``run.dir=`` from its arguments (the point directories the UI created under it, or the directory
-itself), then writes status/metrics per chunk and honours CANCEL files and SIGTERM at chunk boundaries, like
+itself; for a sweep also ``packed.json`` and a ``.hydra/`` folder at the group's top, as the real trainer
+writes), then writes status/metrics per chunk and honours CANCEL files and SIGTERM at chunk boundaries, like
 the real runner. ``FAKE_TRAIN_MODE``: ``ok`` (default), ``slow`` (runs until cancelled), ``fail`` (a user
 error, exit 2), ``hang`` (ignores SIGTERM; only SIGKILL stops it), ``crash`` (dies without a word).
 """
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from tradelab_jax import runs
+from tradelab_jax.io import atomic_write_json
 
 
 def main() -> int:
@@ -36,6 +38,10 @@ def main() -> int:
         print("error: agent.total_timesteps=1 is less than one update", flush=True)
         return 2
     tag = next((a.split("=", 1)[1] for a in args if a.startswith("run.tag=")), "fake")
+    if len(dirs) > 1 or dirs[0] != run_dir:  # a packed sweep: the real trainer's files at the group's top
+        atomic_write_json(run_dir / runs.PACKED_FILE, {"points": [{"dir": d.name} for d in dirs]})
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        runs.write_config(run_dir / ".hydra", {"hydra": "not a run"})
     for n, d in enumerate(dirs):
         runs.write_config(
             d,

@@ -260,7 +260,8 @@ def test_the_runs_table_and_a_run_with_its_equity_plot(page, server):
     sweep = jobs(server)[0]
     for rid in sweep.point_ids():  # both points of the sweep are runs of their own
         assert rid in text
-    table.get_by_text(sweep.point_ids()[1], exact=True).first.click()
+    # Gradio also renders the first row in a hidden sizing row: click the visible cell
+    table.get_by_text(sweep.point_ids()[1], exact=True).filter(visible=True).first.click()
     page.locator("#equity-plot img").wait_for()
     assert "done" in page.locator("#run-status").inner_text()
     assert "buy_and_hold" in page.locator("#eval-table").inner_text()

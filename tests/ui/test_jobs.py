@@ -12,6 +12,7 @@ import pytest
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import jobs as jobs_mod
+from tradelab_jax.ui import results
 from tradelab_jax.ui.jobs import JobQueue, read_log_tail
 
 from .conftest import plan, wait_until
@@ -36,6 +37,22 @@ def test_packed_sweep_queues_one_dir_per_point_under_multirun(outputs, make_queu
     assert job.run_dir.startswith("multirun/") and job.points == 3
     assert [runs.read_status(p)["status"] for p in q.point_paths(job)] == ["queued"] * 3
     assert {p.name for p in runs.iter_runs(outputs)} == {"0", "1", "2"}
+
+
+def test_a_packed_sweep_runs_to_done_and_lists_only_its_points(outputs, make_queue):
+    q = make_queue()
+    job = q.submit(plan("sw", points=2))
+    group = outputs / job.run_dir
+    assert job.argv[-1] == f"run.dir={group}"  # the group: the trainer makes <n>/ under it
+    wait_until(q, lambda: q.get(job.id).state == "done")
+    done = q.get(job.id)
+    assert done.returncode == 0 and (group / runs.PACKED_FILE).is_file() and (group / ".hydra").is_dir()
+    p = q.progress(done)
+    assert p["progress"] == 1.0 and p["run_states"] == ["done", "done"] and p["points"] == 2
+    assert p["env_steps"] == p["total_env_steps"] == 600 and "fake: chunk 3/3" in p["log_tail"]
+    assert q.log_path(done) == group / "console.log"
+    # The runs table shows the points, not the group, its packed.json or its .hydra/ folder.
+    assert [r["run"] for r in results.list_runs(outputs)] == [f"{job.run_dir}/1", f"{job.run_dir}/0"]
 
 
 def test_the_process_is_an_argument_list_without_a_shell(outputs, make_queue, monkeypatch):
@@ -109,9 +126,28 @@ def test_cancel_a_running_job_stops_it_at_a_chunk_boundary(outputs, make_queue):
     wait_until(q, lambda: q.get(job.id).state == "cancelled")
     assert q.get(job.id).returncode == 130
     tail = read_log_tail(q.log_path(job), lines=50)
-    assert "] cancel requested: CANCEL file written" in tail
+    assert "] cancel requested: SIGTERM sent, CANCEL file written" in tail
     assert tail.endswith("job cancelled (exit code 130)")
     assert [runs.read_status(d)["status"] for d in q.point_paths(job)] == ["cancelled", "cancelled"]
+
+
+def test_cancel_signals_before_it_writes_the_cancel_file(outputs, make_queue, monkeypatch):
+    # The real trainer restores the default SIGTERM handler once it has stopped (on the CANCEL file, say);
+    # a SIGTERM sent after the file could land then and kill it (-15) instead of its clean exit 130.
+    q = make_queue("slow", FAKE_TRAIN_DELAY="0.1")
+    job = q.submit(plan("order", points=2))
+    q.tick()
+    wait_until(q, lambda: q.progress(q.get(job.id))["env_steps"] > 0)
+    calls = []
+    real_killpg, real_request = jobs_mod.os.killpg, runs.request_cancel
+    monkeypatch.setattr(jobs_mod.os, "killpg", lambda pid, sig: (calls.append(("signal", sig)),
+                                                                 real_killpg(pid, sig)))  # fmt: skip
+    monkeypatch.setattr(runs, "request_cancel", lambda d: (calls.append(("file", d)), real_request(d)))
+    q.cancel(job.id)
+    assert calls[0] == ("signal", signal.SIGTERM)
+    assert [c[1] for c in calls[1:]] == [outputs / job.run_dir, *q.point_paths(job)]
+    wait_until(q, lambda: q.get(job.id).state == "cancelled")
+    assert q.get(job.id).returncode == 130
 
 
 def test_a_trainer_that_ignores_sigterm_is_killed_and_marked_cancelled(outputs, make_queue):

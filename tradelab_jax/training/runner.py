@@ -249,6 +249,10 @@ def train_points(
                 or (should_stop is not None and should_stop(update))
             ):
                 status = "cancelled"
+                # Recorded while our handlers are still installed: a late SIGTERM (a UI's cancel racing
+                # the CANCEL file, SLURM, `kill`) cannot end the process before the run says cancelled.
+                for d in dirs:
+                    runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
                 break
 
     timings = {
@@ -264,9 +268,6 @@ def train_points(
     del trained_s
     result = TrainResult(status=status, params=host_state.params if update > start_update else
                          jax.device_get(state.params), state=state, update=update, timings=timings)
-    if status == "cancelled":
-        for d in dirs:
-            runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
     return result
 
 

@@ -7,10 +7,12 @@ run.dir=<dir>]`` with ``shell=False`` in its own session, output to ``<run dir>/
 creates the run directory (status ``queued``) when the job is submitted, so the run shows up in the runs
 table at once and the trainer writes into exactly that directory.
 
-Cancel: a queued job is simply marked cancelled; a running one gets a ``CANCEL`` file (the trainer stops at
-its next chunk boundary and keeps its last checkpoint) and SIGTERM, then a second SIGTERM and finally
-SIGKILL if it is still alive after ``kill_after_s``. A process that dies before it could record its end
-(killed during start-up or compile) has its runs marked ``cancelled`` or ``failed`` by the worker.
+Cancel: a queued job is simply marked cancelled; a running one gets SIGTERM and then a ``CANCEL`` file (the
+trainer stops at its next chunk boundary and keeps its last checkpoint), in that order so that the signal
+never lands after the trainer has stopped on the file and restored the default handler; then a second
+SIGTERM and finally SIGKILL if it is still alive after ``kill_after_s``. A process that dies before it
+could record its end (killed during start-up or compile) has its runs marked ``cancelled`` or ``failed`` by
+the worker.
 """
 
 from __future__ import annotations
@@ -252,16 +254,19 @@ class JobQueue:
                 self._save(job)
             elif job.state == "running" and job.cancel_requested_at is None:
                 job.cancel_requested_at = runs.utc_now()
+                self._save(job)
+                # SIGTERM before the CANCEL file: a trainer that saw the file first may already have
+                # stopped and put back the default SIGTERM handler, and the signal would then kill it
+                # (exit -15) instead of letting it finish its clean stop (exit 130).
+                self._signal(job, signal.SIGTERM)
                 for d in [self.run_path(job), *self.point_paths(job)]:
                     if d.is_dir():
                         runs.request_cancel(d)
-                self._save(job)
                 self._note(
                     job,
-                    "cancel requested: CANCEL file written, SIGTERM sent; the trainer stops at its "
+                    "cancel requested: SIGTERM sent, CANCEL file written; the trainer stops at its "
                     "next chunk boundary",
                 )
-                self._signal(job, signal.SIGTERM)
             return job
 
     def _note(self, job: Job, text: str) -> None:
