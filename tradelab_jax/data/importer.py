@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradelab_jax.data.lake import Lake, write_dataset
+from tradelab_jax.data.lake import Lake, provenance_with_note, write_dataset
 from tradelab_jax.data.schema import (
     BAR_COLUMNS,
     check_exchange,
@@ -341,10 +341,8 @@ def import_file(
             "was downloaded, and `tradelab data ingest` over that time replaces it with the exchange's "
             "final bar."
         )
-    if provenance_text is None:
-        provenance_text = f"# {dataset_id}\n\n{note}\n"
-    else:
-        provenance_text = f"{provenance_text.rstrip()}\n\n## Imported into the tradelab lake\n\n{note}\n"
+    provenance_text = provenance_with_note(provenance_text, dataset_id, note,
+                                           "Imported into the tradelab lake")
     previous = lake.read_manifest(dataset_id) if lake.exists(dataset_id) else None
     manifest = write_dataset(
         lake,

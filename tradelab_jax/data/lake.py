@@ -253,6 +253,13 @@ def columns_spec(bars: dict[str, np.ndarray]) -> list[dict]:
     ]
 
 
+def provenance_with_note(provenance_text: str | None, dataset_id: str, note: str, heading: str) -> str:
+    """The stored provenance: the user's text (if any), then our note under ``heading``."""
+    if provenance_text is None:
+        return f"# {dataset_id}\n\n{note}\n"
+    return f"{provenance_text.rstrip()}\n\n## {heading}\n\n{note}\n"
+
+
 def write_dataset(
     lake: Lake,
     *,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tradelab_jax.data.importer import read_table_file, source_entry, to_epoch_ms, to_float
-from tradelab_jax.data.lake import Lake, read_bars, write_dataset
+from tradelab_jax.data.lake import Lake, provenance_with_note, read_bars, write_dataset
 from tradelab_jax.data.schema import (
     BAR_COLUMNS,
     check_exchange,
@@ -312,10 +312,7 @@ def trades_file_to_dataset(
         f"The last bar ({ms_to_iso(last)}) is marked unconfirmed because the file may end inside it."
         + (" " + " ".join(n[0].upper() + n[1:] + "." for n in notes) if notes else "")
     )
-    if provenance_text is None:
-        text = f"# {dataset_id}\n\n{note}\n"
-    else:
-        text = f"{provenance_text.rstrip()}\n\n## Bars built for the tradelab lake\n\n{note}\n"
+    text = provenance_with_note(provenance_text, dataset_id, note, "Bars built for the tradelab lake")
     previous = lake.read_manifest(dataset_id) if lake.exists(dataset_id) else None
     manifest = write_dataset(
         lake,
