@@ -16,19 +16,4 @@ bash scripts/test_deps.sh
 
 .venv/bin/python -m ruff check tradelab_jax tests
 
-set +e
 .venv/bin/python -m pytest "$@"
-rc=$?
-set -e
-# XLA:CPU (jaxlib 0.10) occasionally wedges a fresh training process: a computation never completes
-# (docs/benchmarks.md, "Known issue"). Test files that failed are re-run once, loudly; a second failure
-# fails the run. TRADELAB_NO_RETRY=1 turns this off.
-if [ "$rc" -eq 1 ] && [ -z "${TRADELAB_NO_RETRY:-}" ]; then
-  failed_files=$(.venv/bin/python scripts/failed_test_files.py)
-  if [ -n "$failed_files" ]; then
-    echo "re-running the failed test files once: $failed_files" >&2
-    # shellcheck disable=SC2086
-    exec .venv/bin/python -m pytest $failed_files
-  fi
-fi
-exit "$rc"

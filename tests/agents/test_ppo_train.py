@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import chex
@@ -11,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, make_ppo_networks, make_train
+from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.agents.ppo.train import make_evaluate_episodes
 
 
@@ -48,7 +52,7 @@ def test_sweep_axes_are_vmapped_leaves_in_one_compile():
     hyper = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (2,)), hyper)
     env_axes = jax.tree.map(lambda _: None, env_params)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    state0 = jax.vmap(init_fn, in_axes=(0, 0, env_axes))(keys, hyper, env_params)
+    state0 = jax.jit(init_points(init_fn, env_axes))(keys, hyper, env_params)
     def batched_chunk(state, hyper, env_params, num_updates):
         return jax.vmap(chunk_fn, in_axes=(0, 0, env_axes, None))(state, hyper, env_params, num_updates)
 
@@ -78,3 +82,45 @@ def test_runs_are_deterministic_for_a_seed():
 
     chex.assert_trees_all_equal(run(3), run(3))
     assert not np.array_equal(jax.tree.leaves(run(3))[0], jax.tree.leaves(run(4))[0])
+
+
+def test_init_points_equals_vmapped_init():
+    # Small layers (8 units): vmap's batched QR is cheap enough for jaxlib to factor inline, so the vmapped
+    # init is a safe oracle here.
+    env, env_params = gymnax.make("CartPole-v1")
+    spec = PPOSpec(num_updates=1, num_envs=3, num_steps=4, hidden_sizes=(8, 8))
+    init_fn, _ = make_train(spec, env, env_params)
+    env_axes = jax.tree.map(lambda _: None, env_params)
+    hyper = jax.tree.map(lambda x: jnp.full((3,), x, jnp.float32), PPOHyper())
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    mapped = jax.jit(init_points(init_fn, env_axes))(keys, hyper, env_params)
+    vmapped = jax.jit(jax.vmap(init_fn, in_axes=(0, 0, env_axes)))(keys, hyper, env_params)
+    chex.assert_trees_all_equal(mapped, vmapped)
+    assert not np.array_equal(mapped.params["params"]["actor"]["Dense_0"]["kernel"][0],
+                              mapped.params["params"]["actor"]["Dense_0"]["kernel"][1])
+
+
+INIT_LOOP = textwrap.dedent("""
+    import sys, gymnax, jax, jax.numpy as jnp
+    from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_train
+    env, env_params = gymnax.make("CartPole-v1")
+    init_fn, _ = make_train(PPOSpec(num_updates=1, num_envs=2, num_steps=4), env, env_params)
+    env_axes = jax.tree.map(lambda _: None, env_params)
+    init = (jax.vmap(init_fn, in_axes=(0, 0, env_axes)) if sys.argv[1] == "vmap"
+            else init_points(init_fn, env_axes))
+    init = jax.jit(init)
+    hyper = jax.tree.map(lambda x: jnp.full((4,), x, jnp.float32), PPOHyper())
+    for i in range(int(sys.argv[2])):
+        jax.block_until_ready(init(jax.random.split(jax.random.PRNGKey(i), 4), hyper, env_params))
+    print("done")
+""")
+
+
+def test_init_of_packed_points_never_wedges_xla_cpu():
+    # Regression: four 64-unit points initialised with vmap wedge XLA:CPU on a 2-core machine (batched
+    # QRs on the intra-op pool wait for each other; `python -c INIT_LOOP vmap 300` hangs). init_points must
+    # finish every time.
+    proc = subprocess.run([sys.executable, "-c", INIT_LOOP, "points", "300"], capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "done"

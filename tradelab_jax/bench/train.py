@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, make_train
+from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_train
 from tradelab_jax.bench import flops as flops_mod
 from tradelab_jax.bench import sb3_baseline
 from tradelab_jax.bench.env import cpu_model
@@ -108,7 +108,7 @@ def measure_jax(env: Any, env_params: Any, setup: Setup, *, points: int = 1, min
     env_axes = jax.tree.map(lambda _: None, env_params)
     hyper = jax.tree.map(lambda x: jnp.full((points,), x, jnp.float32), JAX_HYPER)
     keys = jnp.stack([jax.random.PRNGKey(seed + i) for i in range(points)])
-    v_init = jax.jit(jax.vmap(init_fn, in_axes=(0, 0, env_axes)))
+    v_init = jax.jit(init_points(init_fn, env_axes))
     v_chunk = jax.jit(jax.vmap(chunk_fn, in_axes=(0, 0, env_axes, None)), static_argnums=3)
     steps_per_update = points * spec.steps_per_update
     updates = max(1, round(chunk_env_steps / steps_per_update))

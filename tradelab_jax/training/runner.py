@@ -26,7 +26,7 @@ import numpy as np
 from flax import serialization
 
 from tradelab_jax import runs
-from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, make_ppo_networks, make_train
+from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.training.config import SWEEPABLE_AGENT
 from tradelab_jax.training.envs import batch_env_params, make_env
@@ -292,7 +292,7 @@ def _program(spec, env, base_params, env_params, env_axes, S) -> tuple[Any, Any,
     key = (spec, _env_key(env), S, treedef, shapes, tuple(axes))
     if key not in _PROGRAMS:
         init_fn, chunk_fn = make_train(spec, env, base_params)
-        v_init = jax.jit(jax.vmap(init_fn, in_axes=(0, 0, env_axes)))
+        v_init = jax.jit(init_points(init_fn, env_axes))
         v_chunk = jax.jit(jax.vmap(chunk_fn, in_axes=(0, 0, env_axes, None)), static_argnums=3)
         while len(_PROGRAMS) >= 4:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))

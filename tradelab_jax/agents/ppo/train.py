@@ -116,6 +116,33 @@ def make_optimizer(spec: PPOSpec, hyper: PPOHyper) -> optax.GradientTransformati
     )
 
 
+def init_points(init_fn: Callable, env_axes: Any) -> Callable:
+    """``init_fn`` over a leading points axis ``[S]``, one point at a time: use it instead of ``vmap``.
+
+    ``init_points(init_fn, env_axes)(keys, hyper, env_params)`` returns the ``[S]``-stacked runner state
+    that ``jax.vmap(init_fn, in_axes=(0, 0, env_axes))`` would, computed point by point (``lax.map``).
+
+    Why not vmap: batching the orthogonal initialiser batches its QR factorisations. jaxlib's CPU LAPACK
+    kernels split a batch into tasks on XLA's intra-op thread pool and block the calling pool thread
+    until they finish, so as many concurrent batched QRs as the pool has threads (two on a 2-core
+    machine) wait on each other forever. One point at a time, each QR factors one matrix inline. Init
+    runs once per training, so the loop costs nothing measurable, and each point's values are the same.
+    """
+
+    def pick(axis: Any, x: Any, i: jax.Array) -> Any:
+        return x if axis is None else jnp.take(x, i, axis=axis)
+
+    def init_all(keys: jax.Array, hyper: PPOHyper, env_params: Any) -> RunnerState:
+        def one(i: jax.Array) -> RunnerState:
+            point_params = jax.tree.map(lambda axis, x: pick(axis, x, i), env_axes, env_params,
+                                        is_leaf=lambda a: a is None)
+            return init_fn(keys[i], jax.tree.map(lambda x: x[i], hyper), point_params)
+
+        return jax.lax.map(one, jnp.arange(keys.shape[0]))
+
+    return init_all
+
+
 def make_train(
     spec: PPOSpec, env: Any, env_params: Any, networks: PPONetworks | None = None
 ) -> tuple[Callable, Callable]:
