@@ -92,6 +92,25 @@ def test_observation_is_the_feature_window_then_the_account(small):
     assert 0.0 <= drawdown <= 1.0
 
 
+def test_bars_in_position_observation_is_capped_at_one_past_an_episode(small):
+    # The trainer's evaluation trades a whole split through `transition`, past episode_length; the
+    # observation must stay within what training showed the policy.
+    from tradelab_jax.env.trading import account_features, initial_state, transition
+
+    bars, feats, warmup = small
+    env, params = from_arrays(bars, feats, warmup=warmup, episode_length=3, random_start=False,
+                              stop_loss_bps=0.0)
+    state = initial_state(params, params.start_min)
+    held = []
+    for _ in range(6):
+        state, *_ = transition(state, jnp.asarray(4), params)
+        held.append(float(account_features(state, params)[2]))
+    bars_held = int(state.bars_in_position)
+    assert bars_held >= 4, "the long never filled; pick other bars"
+    assert max(held) == 1.0
+    assert held[-1] == 1.0 and held[-bars_held] == pytest.approx(1 / 3)
+
+
 def test_truncation_at_episode_length_auto_resets(small):
     bars, feats, warmup = small
     env, params = from_arrays(bars, feats, warmup=warmup, episode_length=3, random_start=False)

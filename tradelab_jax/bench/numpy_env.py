@@ -165,7 +165,7 @@ class NumpyTradingEnv(gym.Env):
         account = np.array([
             self.position / risk_units if risk_units > 0 else 0.0,
             self.position * (price - self.entry_price) / self.equity if live else 0.0,
-            self.bars_in_position / self.k["episode_length"],
+            min(self.bars_in_position / self.k["episode_length"], 1.0),
             min(max(1 - self.equity / self.peak, 0.0), 1.0),
         ], np.float32)  # fmt: skip
         return np.concatenate([rows, account])

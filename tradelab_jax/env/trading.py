@@ -397,7 +397,9 @@ def account_features(state: EnvState, params: EnvParams) -> jax.Array:
     position_ru = jnp.where(risk_units > 0, state.position / jnp.where(risk_units > 0, risk_units, 1.0), 0.0)
     safe_equity = jnp.where(live, equity, 1.0)
     unrealized = jnp.where(live, state.position * (state.price - state.entry_price) / safe_equity, 0.0)
-    held = state.bars_in_position / params.episode_length
+    # Capped at 1: in training a position cannot outlast an episode, but an evaluation that trades a whole
+    # split as one episode can hold longer, and the policy never saw values above 1.
+    held = jnp.minimum(state.bars_in_position / params.episode_length, 1.0)
     drawdown = jnp.clip(1 - equity / state.peak_equity, 0.0, 1.0)
     return jnp.stack([position_ru, unrealized, held, drawdown]).astype(jnp.float32)
 
