@@ -98,8 +98,8 @@ def test_bars_in_position_observation_is_capped_at_one_past_an_episode(small):
     from tradelab_jax.env.trading import account_features, initial_state, transition
 
     bars, feats, warmup = small
-    env, params = from_arrays(bars, feats, warmup=warmup, episode_length=3, random_start=False,
-                              stop_loss_bps=0.0)
+    _, params = from_arrays(bars, feats, warmup=warmup, episode_length=3, random_start=False,
+                            stop_loss_bps=0.0)
     state = initial_state(params, params.start_min)
     held = []
     for _ in range(6):

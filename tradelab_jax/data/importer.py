@@ -292,6 +292,30 @@ def source_entry(kind: str, path: Path) -> dict:
     return {"kind": kind, "file": path.name, "bytes": path.stat().st_size, "sha256": digest}
 
 
+def check_target(exchange: str, symbol: str, timeframe: str, lake: Lake, dataset_id: str | None,
+                 provenance: str | Path | None, replace: bool) -> tuple[int, str, str | None]:
+    """``(timeframe in ms, dataset id, provenance text)`` for a new dataset, before any file is read.
+
+    Refuses a bad exchange/symbol/timeframe/id, an existing dataset without ``replace`` (nothing stored is
+    overwritten by accident) and a missing provenance file.
+    """
+    check_exchange(exchange)
+    check_symbol(symbol)
+    tf_ms = timeframe_ms(timeframe)
+    dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
+    if lake.exists(dataset_id) and not replace:
+        raise UserError(
+            f"dataset {dataset_id!r} already exists in lake {lake.root}; pass --replace to overwrite it "
+            "or choose another --dataset-id"
+        )
+    if provenance is None:
+        return tf_ms, dataset_id, None
+    prov_path = Path(provenance)
+    if not prov_path.is_file():
+        raise UserError(f"provenance file {prov_path} does not exist")
+    return tf_ms, dataset_id, prov_path.read_text(encoding="utf-8")
+
+
 def import_file(
     path: str | Path,
     *,
@@ -307,21 +331,8 @@ def import_file(
 ) -> ImportResult:
     """Read, normalise and check ``path``; write it as a dataset only when every rule passes."""
     path = Path(path)
-    check_exchange(exchange)
-    check_symbol(symbol)
-    tf_ms = timeframe_ms(timeframe)
-    dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
-    if lake.exists(dataset_id) and not replace:
-        raise UserError(
-            f"dataset {dataset_id!r} already exists in lake {lake.root}; pass --replace to overwrite it "
-            "or choose another --dataset-id"
-        )
-    provenance_text = None
-    if provenance is not None:
-        prov_path = Path(provenance)
-        if not prov_path.is_file():
-            raise UserError(f"provenance file {prov_path} does not exist")
-        provenance_text = prov_path.read_text(encoding="utf-8")
+    tf_ms, dataset_id, provenance_text = check_target(exchange, symbol, timeframe, lake, dataset_id,
+                                                      provenance, replace)
     frame = read_table_file(path)
     bars, dropped, unit = frame_to_bars(frame, str(path))
     if sort:

@@ -8,13 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tradelab_jax.data.importer import read_table_file, source_entry, to_epoch_ms, to_float
+from tradelab_jax.data.importer import check_target, read_table_file, source_entry, to_epoch_ms, to_float
 from tradelab_jax.data.lake import Lake, provenance_with_note, read_bars, write_dataset
 from tradelab_jax.data.schema import (
     BAR_COLUMNS,
-    check_exchange,
-    check_symbol,
-    default_dataset_id,
     ms_to_iso,
     timeframe_ms,
 )
@@ -280,20 +277,8 @@ def trades_file_to_dataset(
 ) -> tuple[dict, list[str]]:
     """Build bars from a trades file and write them as a dataset; the last bar is marked unconfirmed."""
     path = Path(path)
-    check_exchange(exchange)
-    check_symbol(symbol)
-    tf_ms = timeframe_ms(timeframe)
-    dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
-    if lake.exists(dataset_id) and not replace:
-        raise UserError(
-            f"dataset {dataset_id!r} already exists in lake {lake.root}; pass --replace or choose another "
-            "--dataset-id"
-        )
-    provenance_text = None
-    if provenance is not None:
-        if not Path(provenance).is_file():
-            raise UserError(f"provenance file {provenance} does not exist")
-        provenance_text = Path(provenance).read_text(encoding="utf-8")
+    tf_ms, dataset_id, provenance_text = check_target(exchange, symbol, timeframe, lake, dataset_id,
+                                                      provenance, replace)
     frame = read_table_file(path)
     bars, notes = trades_to_bars(frame, tf_ms, empty=empty, source=str(path))
     findings, gaps = check_bars(bars, tf_ms)

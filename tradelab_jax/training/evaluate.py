@@ -4,8 +4,9 @@ Trading env: for each evaluation split (default ``val`` and ``test``) the determ
 three baselines (``buy_and_hold``: always the largest bucket, +1 by default; ``flat``: the bucket nearest 0;
 ``random``: uniform over the buckets, seeded by the run's seed) trade the whole split as one continuous
 episode from its first valid bar (``random_start`` false) to its last bar, through the env's own
-``transition``. The env's episode length still scales the ``bars_in_position`` observation (capped at 1), but
-does not cut the evaluation. A kill-switch termination ends that policy's episode early (the rest is not traded).
+``transition``. The env's episode length still scales the ``bars_in_position`` observation (capped at 1),
+but does not cut the evaluation. A kill-switch termination ends that policy's episode early (the rest is not
+traded).
 
 gymnax envs: the mean return of the greedy policy over ``run.eval_episodes`` (>= 20) episodes.
 """
