@@ -154,11 +154,16 @@ def _sweep_values(override: Any) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
-def check_overrides(overrides: list[str]) -> None:
-    """Compose the config for every value each override can take; raise UserError on the first failure."""
+def check_overrides(overrides: list[str], *, multirun: bool = True) -> None:
+    """Compose and check the config for every value each override can take (UserError on the first failure).
+
+    Runs before Hydra starts a job, so a bad override makes no directory and compiles nothing.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from tradelab_jax.training.validate import check_config
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -167,6 +172,10 @@ def check_overrides(overrides: list[str]) -> None:
     base = []
     variants: list[tuple[int, list[str]]] = []
     for i, o in enumerate(parsed):
+        if o.is_sweep_override() and not multirun:
+            key = o.get_key_element()
+            raise UserError(f"{overrides[i]!r} lists several values: add -m to run one job per value, or "
+                            f"write sweep.{key}=[...] to pack sweepable keys into one program")
         if o.is_sweep_override():
             values = _sweep_values(o)
             base.append(f"{o.get_key_element()}={values[0]}")
@@ -180,11 +189,12 @@ def check_overrides(overrides: list[str]) -> None:
             for combo in combos:
                 try:
                     cfg = compose(CONFIG_NAME, overrides=combo)
-                    _to_plain(cfg)
+                    plain = _to_plain(cfg)
                 except UserError:
                     raise
                 except Exception as err:
                     raise UserError(_friendly(err)) from None
+                check_config(plain)
     finally:
         GlobalHydra.instance().clear()
 
@@ -248,9 +258,9 @@ def _task(cfg: Any) -> None:
                             job_num=hc.job.num if multirun else None)
         _STATE["results"].append(result)
     except UserError as err:
+        # Recorded, not raised: Hydra would print a traceback and exit 1. main() reports it as one
+        # `error:` line with the error's exit code once Hydra returns.
         _STATE["errors"].append(err)
-        if "multirun" not in str(hc.mode).lower():
-            raise
 
 
 def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False, job_num: int | None = None,
@@ -284,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         flags, overrides = pack_multirun(flags, overrides)
     informational = any(f in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
                         for f in flags)
-    check_overrides(overrides)
+    check_overrides(overrides, multirun=multirun)
 
     @hydra.main(version_base="1.3", config_path=str(paths.conf_dir()), config_name=CONFIG_NAME)
     def _hydra_main(cfg):
@@ -312,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         for err in _STATE["errors"]:
             print(f"error: {err}", file=sys.stderr)
         return 2
+    for r in _STATE["results"]:
+        if r["status"] == "cancelled":
+            dirs = [Path(d) for d in r["dirs"]]
+            target = dirs[0] if len(dirs) == 1 else dirs[0].parent  # a packed sweep resumes as a whole
+            print(f"cancelled after update {r['result'].update}; the last checkpoint is kept. Continue with: "
+                  f"tradelab train run.resume={target}", file=sys.stderr)
     statuses = {r["status"] for r in _STATE["results"]}
     return 130 if "cancelled" in statuses else 0
 

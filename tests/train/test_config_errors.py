@@ -77,3 +77,124 @@ def test_schema_names_are_not_group_options(outputs):
         train.main(["agent=ppo_schema", f"run.outputs={outputs}"])
     with pytest.raises(UserError, match=r"unknown env option 'run_schema'; valid options: gymnax, trading$"):
         train.main(["env=run_schema", f"run.outputs={outputs}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("env.risk_pct=2", "invalid knob risk_pct=2.0: expected a fraction in (0, 1]"),
+        ("env.taker_fee=-0.5", "invalid knob taker_fee"),
+        ("env.stop_loss_bps=-5", "invalid knob stop_loss_bps"),
+        ("env.order_type=stop", "order_type"),
+        ("env.position_buckets=[]", "position_buckets"),
+        ("env.episode_length=0", "episode_length"),
+        ("env.window=0", "invalid env.window=0"),
+        ("agent.num_envs=0", "agent.num_envs=0 must be a whole number >= 1"),
+        ("agent.num_minibatches=3", "not divisible by agent.num_minibatches=3"),
+        ("agent.total_timesteps=100", "agent.total_timesteps=100 is less than one update"),
+        ("agent.lr=-1", "invalid agent.lr=-1.0: expected a positive learning rate"),
+        ("agent.gamma=1.5", "invalid agent.gamma=1.5: expected a discount in [0, 1]"),
+        ("agent.gae_lambda=-0.1", "invalid agent.gae_lambda"),
+        ("agent.clip_eps=0", "invalid agent.clip_eps"),
+        ("network.activation=foo", "invalid network.activation 'foo'; valid:"),
+        ("network.hidden_sizes=[64,0]", "network.hidden_sizes"),
+        ("run.eval_splits=[foo]", "invalid run.eval_splits entry 'foo': use any of train, val, test"),
+        ("run.chunk_updates=0", "invalid run.chunk_updates=0"),
+        ("sweep.env.risk_pct=[0.01,3]", "invalid knob risk_pct=3.0"),
+        ("sweep.agent.gamma=[0.9,2]", "invalid agent.gamma=2.0"),
+        ("features=nope", "nope"),
+    ],
+)
+def test_values_that_cannot_train_are_refused_before_any_directory(override, expected, outputs):
+    with pytest.raises(UserError) as info:
+        train.main([override, f"run.outputs={outputs}"])
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert not outputs.exists()
+
+
+def test_gymnax_env_id_is_checked_before_any_directory(outputs):
+    with pytest.raises(UserError, match=r"unknown gymnax env.id 'Nope-v1'; valid: .*CartPole-v1"):
+        train.main(["env=gymnax", "env.id=Nope-v1", f"run.outputs={outputs}"])
+    assert not outputs.exists()
+
+
+def test_unknown_dataset_is_a_data_error_before_any_directory(outputs):
+    with pytest.raises(UserError) as info:
+        train.main(["data.id=nope", f"run.outputs={outputs}"])
+    assert info.value.exit_code == 3
+    assert "no dataset 'nope'" in str(info.value) and "binance_btcusdt_1m" in str(info.value)
+    assert not outputs.exists()
+
+
+def test_a_mistyped_resume_path_is_refused_and_not_created(tmp_path):
+    typo = tmp_path / "typo_resume_dir"
+    with pytest.raises(UserError, match=r"run.resume=.* is not a run directory \(.* does not exist\)"):
+        train.main([f"run.resume={typo}"])
+    assert not typo.exists()
+
+
+def test_run_dir_holding_a_finished_run_is_refused_naming_run_dir(tmp_path):
+    from tradelab_jax import runs
+
+    done = tmp_path / "done_run"
+    done.mkdir()
+    runs.write_status(done, status="done", progress=1.0)
+    before = sorted(p.name for p in done.iterdir())
+    with pytest.raises(UserError, match=r"run.dir=.* already holds a run \(done\); choose another run.dir"):
+        train.main([f"run.dir={done}"])
+    assert sorted(p.name for p in done.iterdir()) == before  # nothing written into it
+
+
+def test_value_error_on_the_cli_is_one_line_exit_2_without_traceback(outputs):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradelab_jax.cli", "train", "env.risk_pct=2", f"run.outputs={outputs}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: invalid knob risk_pct=2.0: expected a fraction in (0, 1]"], proc.stderr
+    assert not outputs.exists()
+
+
+def test_large_maker_rebate_warns_but_is_allowed(capsys):
+    from tradelab_jax.training.validate import check_config
+
+    plain = _compose(["env.maker_fee=-0.001"])
+    check_config(plain)
+    assert "warning: env.maker_fee=-0.001 is a rebate of 0.1000% per fill" in capsys.readouterr().err
+    check_config(_compose(["env.maker_fee=-0.0001"]))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cancelled_run_names_its_directory_and_how_to_resume_it(tmp_path):
+    from .helpers import TINY_GYMNAX
+
+    run_dir = tmp_path / "cut"
+    run_dir.mkdir()
+    (run_dir / "CANCEL").touch()  # seen after the first chunk
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradelab_jax.cli", "train", *TINY_GYMNAX, f"run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert f"training {run_dir}: 8 updates of 32 env steps, compiling" in proc.stderr
+    assert (f"cancelled after update 2; the last checkpoint is kept. Continue with: tradelab train "
+            f"run.resume={run_dir}") in proc.stderr
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from tradelab_jax import paths
+
+    train._register()
+    with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
+        return train._to_plain(compose("config", overrides=overrides))
+
+
+def test_a_sweep_without_multirun_is_refused_in_one_sentence(outputs):
+    with pytest.raises(UserError, match=r"'seed=0,1' lists several values: add -m .* sweep.seed=\[...\]"):
+        train.main(["seed=0,1", f"run.outputs={outputs}"])
+    assert not outputs.exists()

@@ -38,6 +38,9 @@ TIMING_FIELDS = ("time", "wall_s", "steps_per_s")
 def ppo_spec(config: dict[str, Any]) -> PPOSpec:
     """The static PPO spec of a (plain dict) config; refuses budgets smaller than one update."""
     a, net = config["agent"], config["network"]
+    for key in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
+        if int(a[key]) < 1:
+            raise UserError(f"agent.{key}={a[key]} must be a whole number >= 1")
     steps_per_update = int(a["num_envs"]) * int(a["num_steps"])
     num_updates = int(a["total_timesteps"]) // steps_per_update
     if num_updates < 1:
@@ -45,9 +48,6 @@ def ppo_spec(config: dict[str, Any]) -> PPOSpec:
             f"agent.total_timesteps={a['total_timesteps']} is less than one update of agent.num_envs x "
             f"agent.num_steps = {steps_per_update} steps"
         )
-    for key in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
-        if int(a[key]) < 1:
-            raise UserError(f"agent.{key}={a[key]} must be a whole number >= 1")
     if steps_per_update % int(a["num_minibatches"]):
         raise UserError(
             f"agent.num_envs x agent.num_steps = {steps_per_update} is not divisible by "
@@ -203,22 +203,30 @@ def train_points(
             fields["started_at"] = now
         runs.write_status(d, **fields)
 
+    where = root if root is not None else dirs[0]
+    print(f"{'resuming' if resume else 'training'} {where}" + (f" ({S} points)" if S > 1 else "")
+          + f": {spec.num_updates} updates of {spec.steps_per_update:,} env steps, compiling", file=stream)
+    # Every chunk shape is compiled before the bar starts: a smaller last chunk compiled mid-run would stall
+    # the bar near 100% and drag its rate down.
+    plan = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
+    compiles_before = len(compiled)
+    for size in sorted(set(plan)):
+        if size not in compiled:
+            t0 = time.perf_counter()
+            compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
+            compile_s += time.perf_counter() - t0
+
     from tqdm import tqdm
 
     bar = tqdm(total=spec.num_updates * spec.steps_per_update, initial=start_update * spec.steps_per_update,
                unit="step", unit_scale=True, disable=not run_cfg.get("progress", True), file=stream,
                desc=str(run_cfg.get("tag", "train")) + (f" x{S}" if S > 1 else ""), dynamic_ncols=True)
-    compiles_before = len(compiled)
     update = start_update
     train_s = 0.0
     status = "done"
     cancel_dirs = [*dirs, *([root] if root is not None else [])]
     with _StopSignals() as signals, bar:
-        for size in chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update):
-            if size not in compiled:
-                t0 = time.perf_counter()
-                compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
-                compile_s += time.perf_counter() - t0
+        for size in plan:
             t0 = time.perf_counter()
             state, metrics = compiled[size](state, hyper, env_params)
             metrics = jax.device_get(metrics)
@@ -255,6 +263,8 @@ def train_points(
                     runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
                 break
 
+    if status == "done" and run_cfg.get("eval", True):
+        print(_evaluation_note(base), file=stream)
     timings = {
         "wall_s": prev_wall + time.perf_counter() - t_start,
         "compile_s": prev_compile + compile_s,
@@ -269,6 +279,14 @@ def train_points(
     result = TrainResult(status=status, params=host_state.params if update > start_update else
                          jax.device_get(state.params), state=state, update=update, timings=timings)
     return result
+
+
+def _evaluation_note(config: dict[str, Any]) -> str:
+    """What happens between the bar reaching 100% and the summary (seconds on a CPU)."""
+    if (config.get("env") or {}).get("kind") == "gymnax":
+        return f"evaluating the greedy policy over {config['run'].get('eval_episodes', 32)} episodes"
+    splits = ", ".join(config["run"].get("eval_splits") or ["val", "test"])
+    return f"evaluating on {splits}: the agent and the buy_and_hold, flat and random baselines"
 
 
 _PROGRAMS: dict[Any, tuple[Any, Any, dict[int, Any]]] = {}

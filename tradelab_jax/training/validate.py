@@ -1,0 +1,132 @@
+"""Semantic checks of a composed training config, run before Hydra makes any directory.
+
+Hydra's schemas catch unknown keys and wrong types at compose time; this catches values that compose but
+cannot train (``env.risk_pct=2``, ``agent.num_envs=0``, ``agent.gamma=1.5``, an unknown dataset or eval
+split, a ``run.resume`` path that is not a run). Each failure is one :class:`UserError` sentence, raised
+before the trainer writes a run directory or compiles anything, so a typo costs neither a failed run in
+``outputs/`` nor a training that dies at evaluation time.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tradelab_jax import runs
+from tradelab_jax.errors import UserError
+
+SPLITS = ("train", "val", "test")
+# A maker rebate beyond this (a fraction of notional) is larger than major exchanges pay: a limit-order
+# policy could then profit from churning alone, which is worth a warning, not a refusal.
+LARGEST_REAL_REBATE = 0.0003
+
+# (low, low inclusive, high, high inclusive, what a valid value is) for PPO's traced knobs.
+_HYPER_RANGES: dict[str, tuple[float, bool, float, bool, str]] = {
+    "lr": (0.0, False, math.inf, False, "a positive learning rate"),
+    "gamma": (0.0, True, 1.0, True, "a discount in [0, 1]"),
+    "gae_lambda": (0.0, True, 1.0, True, "a GAE lambda in [0, 1]"),
+    "clip_eps": (0.0, False, math.inf, False, "a positive clip range"),
+    "vf_coef": (0.0, True, math.inf, False, "a non-negative coefficient"),
+    "ent_coef": (0.0, True, math.inf, False, "a non-negative coefficient"),
+    "max_grad_norm": (0.0, False, math.inf, False, "a positive gradient-norm bound"),
+}
+
+
+def check_hyper(name: str, value: Any) -> float:
+    low, low_in, high, high_in, valid = _HYPER_RANGES[name]
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"invalid agent.{name}={value!r}: expected {valid}") from None
+    ok = math.isfinite(x) and (x >= low if low_in else x > low) and (x <= high if high_in else x < high)
+    if not ok:
+        raise UserError(f"invalid agent.{name}={value!r}: expected {valid}")
+    return x
+
+
+def check_resume(path: Any) -> Path:
+    """The run (or packed sweep) directory ``run.resume`` names; refuses anything else."""
+    resolved = Path(str(path)).expanduser().resolve()
+    if (resolved / runs.PACKED_FILE).is_file() or (resolved / runs.CONFIG_FILE).is_file():
+        return resolved
+    what = "does not exist" if not resolved.exists() else f"has no {runs.CONFIG_FILE}"
+    raise UserError(f"run.resume={str(path)!r} is not a run directory ({resolved} {what}); give a run "
+                    "directory from outputs/ (tradelab ui or ls outputs/ lists them)")
+
+
+def check_run_dir(path: Any) -> None:
+    """An explicit ``run.dir`` must not already hold a run (nothing stored is overwritten)."""
+    resolved = Path(str(path)).expanduser().resolve()
+    packed = (resolved / runs.PACKED_FILE).is_file()
+    for d in [resolved, *runs.point_dirs(resolved)] if packed else [resolved]:
+        status = runs.read_status(d)
+        if status is not None and status.get("status") != "queued":
+            raise UserError(f"run.dir={str(path)!r} already holds a run ({status.get('status')}); choose "
+                            f"another run.dir, or continue it with run.resume={resolved}")
+
+
+def _check_data(point: dict[str, Any]) -> None:
+    from tradelab_jax.data.lake import Lake
+    from tradelab_jax.features import load_feature_set
+
+    Lake.at(point["data"].get("lake")).read_manifest(str(point["data"]["id"]))  # DataError if unknown
+    load_feature_set(point.get("features") or "default")
+    if int(point["env"].get("window", 1)) < 1:
+        raise UserError(f"invalid env.window={point['env']['window']}: expected a whole number >= 1")
+
+
+def _check_knobs(point: dict[str, Any], warned: set[float]) -> None:
+    from tradelab_jax.env.knobs import resolve_knobs
+    from tradelab_jax.training.envs import trading_knobs
+
+    knobs = resolve_knobs(trading_knobs(point))
+    rebate = -float(knobs["maker_fee"])
+    if rebate > LARGEST_REAL_REBATE and rebate not in warned:
+        warned.add(rebate)
+        print(f"warning: env.maker_fee={-rebate} is a rebate of {rebate:.4%} per fill, more than major "
+              f"exchanges pay (about {LARGEST_REAL_REBATE:.2%}); a policy can then profit from churning "
+              "limit orders alone", file=sys.stderr)
+
+
+def _check_gymnax(point: dict[str, Any]) -> None:
+    import gymnax
+
+    env_id = point["env"]["id"]
+    if env_id not in gymnax.registered_envs:
+        raise UserError(f"unknown gymnax env.id {env_id!r}; valid: {', '.join(gymnax.registered_envs)}")
+
+
+def check_config(plain: dict[str, Any]) -> None:
+    """Raise :class:`UserError` (one sentence) if the resolved config ``plain`` cannot train."""
+    from tradelab_jax.training.envs import is_gymnax
+    from tradelab_jax.training.runner import ppo_spec
+    from tradelab_jax.training.sweep import expand_sweep
+
+    run = plain["run"]
+    if run.get("resume"):
+        check_resume(run["resume"])
+        return  # everything else comes from the run's saved config
+    if run.get("dir"):
+        check_run_dir(run["dir"])
+    for split in run.get("eval_splits") or []:
+        if split not in SPLITS:
+            raise UserError(f"invalid run.eval_splits entry {split!r}: use any of {', '.join(SPLITS)}")
+    for key in ("chunk_updates", "keep_checkpoints"):
+        if int(run[key]) < 1:
+            raise UserError(f"invalid run.{key}={run[key]}: expected a whole number >= 1")
+    if is_gymnax(plain) and int(run.get("eval_episodes", 1)) < 1:
+        raise UserError(f"invalid run.eval_episodes={run['eval_episodes']}: expected a whole number >= 1")
+    points = [point for point, _ in expand_sweep(plain)]
+    for point in points:
+        ppo_spec(point)
+        for name in _HYPER_RANGES:
+            check_hyper(name, point["agent"][name])
+    if is_gymnax(plain):
+        _check_gymnax(plain)
+        return
+    _check_data(plain)  # data, features and window are the same for every point; only knobs vary
+    warned: set[float] = set()
+    for point in points:
+        _check_knobs(point, warned)
