@@ -25,7 +25,9 @@ def make_run(
     tag: str | None = None,
     pid: int | None = None,
     started: str = "2025-11-26T11:00:00Z",
+    checkpoint: int | None = None,
 ) -> Path:
+    """A run directory; ``checkpoint=<update>`` also writes a (fake) checkpoint, as a resumable run has."""
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     tag = tag or name.split("_", 1)[-1]
@@ -64,6 +66,8 @@ def make_run(
                 "approx_kl": 0.01,
             },
         )
+    if checkpoint is not None:
+        runs.write_checkpoint(d, checkpoint, b"fake runner state", {"env_steps": 128 * checkpoint})
     if status != "done":
         return d
     agent, bh = np.asarray(agent_equity, float), np.asarray(bh_equity, float)

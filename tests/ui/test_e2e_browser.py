@@ -4,8 +4,9 @@ One server on a free loopback port with a temporary outputs root serves the whol
 file order and share it: refuse an invalid field, launch a tiny packed sweep of two risk values (trained
 for real by the CLI in one process) and a big run that queues behind it, reload the page and find the jobs,
 watch the sweep reach ``done``, cancel the big run once it runs, find both sweep points in the runs table,
-open one and see its equity plot, compare the two points, and refuse path traversal in the page and over
-HTTP. Screenshots go to ``test-artifacts/ui/``.
+open one and see its equity plot, compare the two points, refuse path traversal in the page and over
+HTTP, and resume a run stopped at a real checkpoint (a sweep point, rewound) until it is done. Screenshots
+go to ``test-artifacts/ui/``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -308,3 +310,53 @@ def test_path_traversal_is_refused_in_the_page_and_over_http(page, server):
         r = httpx.get(server["url"] + "gradio_api/file=" + target, timeout=10)
         assert 400 <= r.status_code < 500, (target, r.status_code)
         assert "TOPSECRET" not in r.text and "root:" not in r.text
+
+
+def rewind_to_cancelled(src: Path, dest: Path, update: int) -> None:
+    """A copy of a real run as a trainer stopped after ``update`` would leave it: cancelled, checkpointed."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(runs.EVAL_FILE, runs.TELEMETRY_FILE,
+                                                             runs.EQUITY_FILE, "console.log"))  # fmt: skip
+    latest = dest / runs.CHECKPOINT_DIR / runs.LATEST_CHECKPOINT
+    meta = json.loads(latest.read_text())
+    (latest.parent / meta["file"]).unlink()  # the later checkpoint never happened
+    steps = meta["env_steps"] * update // meta["update"]
+    latest.write_text(json.dumps({**meta, "file": f"ckpt_{update:09d}.msgpack", "update": update,
+                                  "env_steps": steps}))  # fmt: skip
+    runs.write_status(dest, status="cancelled", pid=None, ended_at=runs.utc_now(), update=update,
+                      env_steps=steps, progress=update / meta["update"])  # fmt: skip
+
+
+def test_resume_a_cancelled_run_from_its_checkpoint_until_done(page, server):
+    outputs = server["outputs"]
+    sweep = JobQueue(outputs).point_paths(jobs(server)[0])  # 8 updates in chunks of 4: ckpts 4 and 8 kept
+    rid = runs.run_dir_name("e2e-resume")
+    run_dir = outputs / rid
+    rewind_to_cancelled(sweep[0], run_dir, update=4)
+    page.goto(server["url"])
+    page.get_by_role("tab", name="Runs").click()
+    choose(page, "run-pick", rid)
+    wait_for(lambda: "cancelled" in page.locator("#run-status").inner_text(), 30, "the cancelled run", page)
+    page.locator("#run-resume").click()
+    msg = page.locator("#resume-msg")
+    wait_for(lambda: "resumes from update 4" in msg.inner_text(), 30, "the resume message", page)
+    job = next(j for j in jobs(server) if j.extra.get("resume") == rid)
+    assert job.argv == [sys.executable, "-m", "tradelab_jax.train", f"run.resume={run_dir}"]
+    queue = JobQueue(outputs)
+    wait_for(lambda: not queue.get(job.id).active, TRAIN_TIMEOUT_S, "the resumed run to end", page)
+    ended = queue.get(job.id)
+    assert ended.state == "done" and ended.returncode == 0, f"the resume ended {ended.state}: {ended.error}"
+    status = runs.read_status(run_dir)
+    assert status["status"] == "done" and status["resumed_at"] and status["env_steps"] == 256
+    assert [m["update"] for m in runs.read_metrics(run_dir)] == [4, 8]  # the chunk after the checkpoint
+    assert (run_dir / runs.EVAL_FILE).is_file()
+    page.get_by_role("tab", name="Launch").click()
+    wait_for(lambda: job_state_in_page(page, job.id) == "done", 20, "the done badge", page)
+    assert "resumes from update 4" in page.locator(f".job[data-job='{job.id}']").inner_text()
+    shot(page, "09-resumed-done")
+    # A finished run is not resumed again: one sentence says why and what can be.
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#run-resume").click()
+    wait_for(lambda: "cannot be resumed: it is done" in msg.inner_text(), 30, "the refusal", page)
+    assert "only a cancelled, failed or interrupted run with a checkpoint" in msg.inner_text()
+    wait_for(lambda: "done" in page.locator("#run-status").inner_text(), 30, "the run view re-read", page)
+    shot(page, "10-resume-refused")

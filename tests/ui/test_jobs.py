@@ -1,8 +1,10 @@
-"""Job control: launch, queue, monitor, cancel and restart, against a fake trainer that keeps the contract."""
+"""Job control: launch, queue, monitor, cancel, resume and restart, against a fake trainer that keeps the
+contract."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -16,6 +18,7 @@ from tradelab_jax.ui import results
 from tradelab_jax.ui.jobs import JobQueue, read_log_tail
 
 from .conftest import plan, wait_until
+from .runs_factory import make_run
 
 
 def test_submit_creates_a_queued_run_dir_and_an_atomic_record(outputs, make_queue):
@@ -245,3 +248,119 @@ def test_a_queue_in_another_process_sees_the_same_jobs(outputs, make_queue):
     )
     assert out.stdout.strip() == repr([job.id])
     assert isinstance(JobQueue(outputs).get(job.id).argv, list)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resume
+
+
+def test_a_cancelled_run_with_a_checkpoint_is_queued_as_a_resume_job(outputs, make_queue):
+    q = make_queue(FAKE_TRAIN_DELAY="0.2")
+    running = q.submit(plan("busy"))
+    q.tick()
+    rid = "20251126T110000Z_stopped"
+    make_run(outputs, rid, status="cancelled", checkpoint=2)
+    job = q.resume(rid)
+    assert job.argv == [*q.command, f"run.resume={outputs / rid}"] and (outputs / rid).is_absolute()
+    assert job.run_dir == rid and job.points == 1 and job.extra == {"resume": rid, "from_update": 2}
+    assert json.loads((outputs / ".queue" / f"{job.id}.json").read_text())["argv"] == job.argv
+    assert job.id.startswith(f"{rid}_resume-") and runs.read_status(outputs / rid)["status"] == "queued"
+    # The same queue as launches: it waits for the running job, then continues from its checkpoint.
+    q.tick()
+    assert q.get(job.id).state == "queued" and q.queue_position(q.get(job.id)) == 1
+    wait_until(q, lambda: q.get(running.id).state == "done")
+    wait_until(q, lambda: q.get(job.id).state == "done")
+    st = runs.read_status(outputs / rid)
+    assert st["status"] == "done" and st["resumed_at"] and st["env_steps"] == 300
+    assert "fake: resumed at chunk 2" in read_log_tail(q.log_path(job), lines=50)
+    assert f"run.resume={outputs / rid}" in read_log_tail(q.log_path(job), lines=50)
+
+
+@pytest.mark.parametrize(
+    ("run_id", "why"),
+    [
+        ("20251126T110000Z_finished", "it is done (trained to the end)"),
+        ("20251126T110000Z_busy", "it is running (cancel its job first"),
+        ("20251126T110000Z_waiting", "it is queued (cancel its job first"),
+        ("20251126T110000Z_early", "it has no checkpoint"),
+        ("20251126T110000Z_nothing", "it has no checkpoint"),
+    ],
+)
+def test_resume_refuses_runs_that_cannot_continue_in_one_sentence(outputs, make_queue, run_id, why):
+    make_run(outputs, "20251126T110000Z_finished", checkpoint=2)
+    make_run(outputs, "20251126T110000Z_busy", status="running", pid=os.getpid(), checkpoint=1)
+    make_run(outputs, "20251126T110000Z_waiting", status="queued", checkpoint=1)
+    make_run(outputs, "20251126T110000Z_early", status="cancelled")  # stopped before its first chunk
+    runs.queue_run(outputs / "20251126T110000Z_nothing")  # cancelled before it started: no config either
+    runs.write_status(outputs / "20251126T110000Z_nothing", status="cancelled")
+    q = make_queue()
+    before = runs.read_status(outputs / run_id)
+    with pytest.raises(UserError) as err:
+        q.resume(run_id)
+    message = str(err.value)
+    assert message.startswith(f"run {run_id!r} cannot be resumed: {why}")
+    assert message.endswith(results.WHAT_RESUMES) and "\n" not in message
+    assert q.list() == [] and runs.read_status(outputs / run_id) == before
+
+
+@pytest.mark.parametrize(
+    "bad", ["../x", "../outputs/20251126T110000Z_stopped", "/etc", "a/b", "", "multirun/x"]
+)
+def test_resume_refuses_ids_outside_the_outputs_folder(outputs, make_queue, bad):
+    make_run(outputs.parent, "x", status="cancelled", checkpoint=1)  # a resumable run next to outputs/
+    make_run(outputs, "20251126T110000Z_stopped", status="cancelled", checkpoint=1)
+    q = make_queue()
+    with pytest.raises(UserError, match=r"invalid run id|no run selected|no run "):
+        q.resume(bad)
+    assert q.list() == [] and runs.read_status(outputs.parent / "x")["status"] == "cancelled"
+
+
+def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_queue):
+    q = make_queue("slow", FAKE_TRAIN_DELAY="0.05")
+    job = q.submit(plan("killed"))
+    q.tick()
+    run_dir = outputs / job.run_dir
+    wait_until(q, lambda: runs.read_status(run_dir).get("env_steps", 0) > 0)
+    proc = q._procs.pop(job.id)  # as if the UI had gone away too: nobody has reaped the job yet
+    q._logs.pop(job.id).close()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert results.display_status(runs.read_status(run_dir)) == "interrupted"
+    with pytest.raises(UserError, match=rf"cannot be resumed: job '{job.id}' is still running for it"):
+        q.resume(job.run_dir)
+    q.tick()  # the worker reaps the dead process: the run becomes failed
+    assert q.get(job.id).state == "failed" and runs.read_status(run_dir)["status"] == "failed"
+    # The worker runs a record with its own trainer settings: a queue whose fake trainer finishes.
+    finisher = make_queue(FAKE_TRAIN_CHUNKS="10", FAKE_TRAIN_DELAY="0.01")
+    resumed = finisher.resume(job.run_dir)
+    with pytest.raises(UserError, match="it is queued"):  # a second click while it waits
+        finisher.resume(job.run_dir)
+    wait_until(finisher, lambda: finisher.get(resumed.id).state == "done")
+    assert runs.read_status(run_dir)["status"] == "done"
+
+
+def test_a_point_of_a_packed_sweep_resumes_its_whole_sweep(outputs, make_queue):
+    q = make_queue("slow", FAKE_TRAIN_DELAY="0.05")
+    job = q.submit(plan("sw", points=2))
+    q.tick()
+    wait_until(q, lambda: q.progress(q.get(job.id))["env_steps"] > 0)
+    q.cancel(job.id)
+    wait_until(q, lambda: q.get(job.id).state == "cancelled")
+    group = outputs / job.run_dir
+    finisher = make_queue(FAKE_TRAIN_CHUNKS="10", FAKE_TRAIN_DELAY="0.01")
+    resumed = finisher.resume(f"{job.run_dir}/1")
+    assert resumed.run_dir == job.run_dir and resumed.points == 2
+    assert resumed.argv[-1] == f"run.resume={group}"
+    wait_until(finisher, lambda: finisher.get(resumed.id).state == "done")
+    assert [runs.read_status(d)["status"] for d in q.point_paths(job)] == ["done", "done"]
+    assert not runs.cancel_requested(group)  # the trainer removed the CANCEL files of the first stop
+
+
+def test_cancelling_a_queued_resume_leaves_the_run_resumable(outputs, make_queue):
+    q = make_queue()
+    make_run(outputs, "20251126T110000Z_stopped", status="failed", checkpoint=1)
+    job = q.resume("20251126T110000Z_stopped")
+    assert q.cancel(job.id).state == "cancelled"
+    assert runs.read_status(outputs / "20251126T110000Z_stopped")["status"] == "cancelled"
+    again = q.resume("20251126T110000Z_stopped")
+    assert again.id != job.id and again.state == "queued"

@@ -204,3 +204,20 @@ def test_runs_over_different_periods_are_aligned_on_their_first_bar(outputs):
     fig = results.plot_compare_equity(outputs, ["20251126T110000Z_a", "20251126T120000Z_b"])
     assert "different periods" in fig.axes[1].get_xlabel()
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0, 1, 2, 3]
+
+
+def test_a_sweep_point_resumes_with_its_sweep_and_a_plain_multirun_point_alone(outputs):
+    packed = outputs / "multirun" / "20251126T140000Z_sw"
+    for n in ("0", "1"):
+        make_run(packed, n, status="cancelled", tag="sw", checkpoint=3)
+    (packed / runs.PACKED_FILE).write_text('{"points": [{"dir": "0"}, {"dir": "1"}]}')
+    target = results.resume_target(outputs, "multirun/20251126T140000Z_sw/1")
+    assert (target.dir_id, target.path, target.points) == ("multirun/20251126T140000Z_sw", packed, 2)
+    assert (target.tag, target.update) == ("sw", 3)
+    runs.write_status(packed / "0", status="done")  # every point must be resumable
+    with pytest.raises(UserError, match="cannot be resumed: point 0 of its packed sweep is done"):
+        results.resume_target(outputs, "multirun/20251126T140000Z_sw/1")
+    hydra = outputs / "multirun" / "20251126T150000Z_m"  # a Hydra multirun: one process per point
+    make_run(hydra, "2", status="failed", tag="m", checkpoint=1)
+    target = results.resume_target(outputs, "multirun/20251126T150000Z_m/2")
+    assert (target.dir_id, target.path, target.points) == ("multirun/20251126T150000Z_m/2", hydra / "2", 1)

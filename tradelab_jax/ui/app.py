@@ -106,6 +106,8 @@ def jobs_html(queue: JobQueue, recent: int = 4) -> str:
             meta.append(f"mean episode return {p['mean_episode_return']:.4g}")
         if job.packed:
             meta.append(f"packed sweep of {job.points} runs")
+        if job.extra.get("resume"):
+            meta.append(f"resumes from update {job.extra.get('from_update')}")
         parts.append(
             f"<div class='job {html.escape(job.state)}' data-job='{html.escape(job.id)}' "
             f"data-state='{html.escape(state)}'>"
@@ -284,7 +286,10 @@ def build_app(outputs: str | Path, queue: JobQueue, choices: forms.Choices | Non
                 )
                 run_pick = gr.Dropdown(run_choices(), label="Open run", elem_id="run-pick")
                 run_error = gr.Markdown("", elem_id="run-error")
-                run_status = gr.Markdown("", elem_id="run-status")
+                with gr.Row(equal_height=True):
+                    run_status = gr.Markdown("", elem_id="run-status")
+                    resume_btn = gr.Button("Resume", elem_id="run-resume", scale=0, min_width=120)
+                resume_msg = gr.Markdown("", elem_id="resume-msg")
                 with gr.Row():
                     split_pick = gr.Radio(
                         ["test", "val"], value="test", label="Evaluation split", elem_id="run-split"
@@ -471,6 +476,28 @@ def build_app(outputs: str | Path, queue: JobQueue, choices: forms.Choices | Non
         run_pick.input(open_run, [run_pick, split_pick], run_view_outputs)
         split_pick.input(open_run, [run_pick, split_pick], run_view_outputs)
         runs_table.select(on_row_select, None, [run_pick]).then(
+            open_run, [run_pick, split_pick], run_view_outputs
+        )
+
+        def on_resume(run_id):
+            """Queue the picked run's resume through the job queue (one training at a time, cancellable)."""
+            if not run_id:
+                return "Pick a run to resume.", gr.update(), gr.update()
+            try:
+                job = queue.resume(run_id)
+            except UserError as err:
+                return f"⚠ {md(err)}", gr.update(), gr.update()
+            others = [j for j in queue.active() if j.id != job.id]
+            where = "waits in the queue" if others else "starts now"
+            what = f"its packed sweep `{job.run_dir}` ({job.points} runs)" if job.packed else f"`{run_id}`"
+            msg = (
+                f"Queued job `{job.id}`: {what} resumes from update {job.extra['from_update']}; "
+                f"it {where} (see Jobs on the Launch tab)."
+            )
+            return msg, jobs_html(queue), gr.update(choices=job_choices(queue), value=job.id)
+
+        # Then the run view is read again, so its status line agrees with the message (queued, or done).
+        resume_btn.click(on_resume, [run_pick], [resume_msg, jobs_panel, job_pick]).then(
             open_run, [run_pick, split_pick], run_view_outputs
         )
 

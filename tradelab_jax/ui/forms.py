@@ -438,12 +438,22 @@ def parse_form(values: dict[str, Any], choices: Choices) -> tuple[LaunchPlan | N
 # Preview
 
 
-def run_dir_override(run_dir: str | Path) -> str:
-    """``run.dir=<path>``, quoted for Hydra when the path holds anything but plain path characters."""
-    text = str(run_dir)
+def path_override(key: str, path: str | Path) -> str:
+    """``<key>=<path>``, quoted for Hydra when the path holds anything but plain path characters."""
+    text = str(path)
     if re.fullmatch(r"[A-Za-z0-9_./-]+", text):
-        return f"run.dir={text}"
-    return "run.dir='" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return f"{key}={text}"
+    return f"{key}='" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def run_dir_override(run_dir: str | Path) -> str:
+    """``run.dir=<path>``: where a launch trains (the UI creates the directory first)."""
+    return path_override("run.dir", run_dir)
+
+
+def resume_override(run_dir: str | Path) -> str:
+    """``run.resume=<path>``: a run directory or a packed sweep's directory to continue."""
+    return path_override("run.resume", run_dir)
 
 
 def preview(plan: LaunchPlan | None, run_dir: str | Path | None = None) -> str:

@@ -13,6 +13,10 @@ never lands after the trainer has stopped on the file and restored the default h
 SIGTERM and finally SIGKILL if it is still alive after ``kill_after_s``. A process that dies before it
 could record its end (killed during start-up or compile) has its runs marked ``cancelled`` or ``failed`` by
 the worker.
+
+Resume: a stopped run with a checkpoint (see :func:`.results.resume_target`) is queued the same way, as
+``[python, -m, tradelab_jax.train, run.resume=<dir>]`` (its packed sweep's directory for a sweep point), so
+it waits for its turn, can be cancelled and survives reloads like a launch.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from typing import Any
 from tradelab_jax import paths, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.io import atomic_write_json
-from tradelab_jax.ui.forms import LaunchPlan, run_dir_override
+from tradelab_jax.ui import results
+from tradelab_jax.ui.forms import LaunchPlan, resume_override, run_dir_override
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +243,57 @@ class JobQueue:
                 runs.queue_run(d)
             self._save(job)
         return job
+
+    # --------------------------------------------------------------------------------------------------
+    # resume
+
+    def resume(self, run_id: str) -> Job:
+        """Queue ``run.resume=<dir>`` for a stopped run with a checkpoint (its whole sweep if it is packed).
+
+        The run's status goes back to ``queued``, as a launch's does, so the runs table shows it waiting and
+        a second Resume is refused; the worker then runs it like any other job.
+        """
+        with self._locked():  # checked under the lock: two clicks must not queue the same run twice
+            target = results.resume_target(self.outputs, run_id)
+            busy = self._active_job_of(target)
+            if busy is not None:
+                raise UserError(
+                    f"run {run_id!r} cannot be resumed: job {busy.id!r} is still {busy.state} for it; "
+                    f"{results.WHAT_RESUMES}"
+                )
+            job = Job(
+                id=self._resume_job_id(target),
+                tag=target.tag,
+                overrides=[resume_override(target.path)],
+                argv=[],
+                run_dir=target.dir_id,
+                points=target.points,
+                created_at=runs.utc_now(),
+                extra={"resume": target.run_id, "from_update": target.update},
+            )
+            job.argv = [*self.command, *job.overrides]
+            for d in self.point_paths(job):
+                runs.write_status(
+                    d, status="queued", pid=None, ended_at=None, error=None, queued_at=job.created_at
+                )
+            self._save(job)
+        return job
+
+    def _active_job_of(self, target: results.ResumeTarget) -> Job | None:
+        """The queued or running job that already trains (part of) the target, if any."""
+        ids = {target.dir_id, *(f"{target.dir_id}/{n}" for n in range(target.points) if target.points > 1)}
+        return next((j for j in self.active() if ids & {j.run_dir, *j.point_ids()}), None)
+
+    def _resume_job_id(self, target: results.ResumeTarget) -> str:
+        """``<run>_resume-<UTC timestamp>``: says what it resumes, unique among the records, a safe id."""
+        label = target.dir_id.removeprefix(f"{runs.MULTIRUN_DIR}/").replace("/", "-")
+        stamp, n = runs.utc_timestamp(), 1
+        while True:
+            suffix = f"_resume-{stamp}" + (f"-{n}" if n > 1 else "")
+            job_id = paths.check_id(label[: 128 - len(suffix)] + suffix, "job id")
+            if not (self.dir / f"{job_id}.json").exists():
+                return job_id
+            n += 1
 
     # --------------------------------------------------------------------------------------------------
     # cancel

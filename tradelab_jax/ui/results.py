@@ -10,6 +10,7 @@ state), so they are safe to build from several request threads at once.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ SUMMARY_METRICS = (
     "win_rate", "turnover", "fees_paid", "stops_hit", "exposure", "final_equity",
 )  # fmt: skip
 POLICY_COLORS = {"agent": "tab:blue", "buy_and_hold": "tab:gray", "flat": "tab:green", "random": "tab:orange"}
+# Runs the trainer can continue (``run.resume``): they stopped before the end and nothing runs them now.
+RESUMABLE_STATES = ("cancelled", "failed", "interrupted")
+WHAT_RESUMES = "only a cancelled, failed or interrupted run with a checkpoint can be resumed"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,6 +533,74 @@ def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: s
     else:
         bottom.set_xlabel("bars since the split's first bar (the runs cover different periods)")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resume
+
+
+@dataclass(frozen=True)
+class ResumeTarget:
+    """What ``run.resume`` continues for a picked run: the run itself, or its whole packed sweep."""
+
+    run_id: str  # the run the user picked
+    dir_id: str  # what resumes, relative to outputs: the run, or the packed sweep's directory
+    path: Path  # dir_id resolved inside outputs (the value of run.resume=)
+    points: int  # > 1: a packed sweep with point directories 0 ... points-1
+    tag: str
+    update: int  # the update of the last checkpoint, where training continues
+
+
+def _refuse_resume(run_id: str, why: str) -> UserError:
+    return UserError(f"run {run_id!r} cannot be resumed: {why}; {WHAT_RESUMES}")
+
+
+def _checkpoint_update(run_dir: Path) -> int | None:
+    try:
+        found = runs.latest_checkpoint(run_dir)
+    except (OSError, ValueError, KeyError):  # a damaged latest.json is no checkpoint to resume from
+        return None
+    if found is None or not (run_dir / runs.CONFIG_FILE).is_file():
+        return None
+    return int(found[1].get("update") or 0)
+
+
+def resume_target(outputs: str | os.PathLike, run_id: Any) -> ResumeTarget:
+    """Check that run ``run_id`` can be resumed and say what resumes; UserError (one sentence) if not.
+
+    A point of a packed sweep resumes with its whole sweep: the points were trained as one program and
+    ``run.resume`` takes the sweep's directory.
+    """
+    run_dir = resolve_run(outputs, run_id)
+    group = run_dir.parent
+    packed = run_id.startswith(f"{runs.MULTIRUN_DIR}/") and (group / runs.PACKED_FILE).is_file()
+    dirs = [d for d in runs.point_dirs(group) if runs.is_run_dir(d)] if packed else [run_dir]
+    updates = []
+    for d in dirs:
+        who = "it" if d == run_dir else f"point {d.name} of its packed sweep"
+        try:
+            state = display_status(runs.read_status(d))
+        except (OSError, ValueError):  # being written or damaged: not something to train on
+            state = "unreadable"
+        if state == "done":
+            raise _refuse_resume(run_id, f"{who} is done (trained to the end)")
+        if state in ("running", "queued"):
+            raise _refuse_resume(run_id, f"{who} is {state} (cancel its job first, or let it finish)")
+        if state not in RESUMABLE_STATES:
+            raise _refuse_resume(run_id, f"{who} is {state}")
+        update = _checkpoint_update(d)
+        if update is None:
+            raise _refuse_resume(run_id, f"{who} has no checkpoint (it stopped before its first chunk ended)")
+        updates.append(update)
+    target = group if packed else run_dir
+    return ResumeTarget(
+        run_id=run_id,
+        dir_id=run_id_of(outputs, target),
+        path=target,
+        points=len(dirs) if packed else 1,
+        tag=str(_get(_safe_config(run_dir), "run", "tag") or run_dir.name.split("_", 1)[-1]),
+        update=min(updates),
+    )
 
 
 def status_line(run_dir: Path) -> str:
