@@ -8,9 +8,13 @@ that escaped its string literal would show up as a parse error or as an extra op
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -213,6 +217,61 @@ def launch_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TRADELAB_S3_PREFIX", "team")
     monkeypatch.delenv("TRADELAB_S3_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("TRADELAB_REPO_URL", "https://github.com/example/tradelab_jax.git")
+
+
+@pytest.fixture
+def unchecked_overrides(monkeypatch):
+    """Skip the local `tradelab train` config check: the transport must be safe for any override at all."""
+    from tradelab_jax.pod import cli
+
+    monkeypatch.setattr(cli, "check_train_args", lambda train_args: None)
+
+
+@pytest.fixture
+def checkout(monkeypatch, tmp_path):
+    """``checkout(origin)``: a checkout whose ``git remote get-url origin`` prints ``origin`` (a stub git on
+    PATH); ``None`` for a checkout without an origin remote; ``git=False`` for a machine without git."""
+    from tradelab_jax.pod import spec
+
+    def make(origin: str | None, *, git: bool = True) -> Path:
+        root = tmp_path / "clone"
+        (root / ".git").mkdir(parents=True, exist_ok=True)
+        monkeypatch.setattr(spec, "CHECKOUT", root)
+        bin_dir = tmp_path / "git-bin"
+        bin_dir.mkdir(exist_ok=True)
+        if git:
+            no_origin = "echo \"error: No such remote 'origin'\" >&2; exit 2"
+            answer = f"echo {shlex.quote(origin)}" if origin else no_origin
+            (bin_dir / "git").write_text(
+                f'#!/bin/sh\n[ "$*" = "remote get-url origin" ] || exit 99\n{answer}\n'
+            )
+            (bin_dir / "git").chmod(0o755)
+            monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        else:
+            monkeypatch.setenv("PATH", str(bin_dir))  # nothing on PATH, git included
+        return root
+
+    return make
+
+
+@pytest.fixture
+def fresh_clone(monkeypatch, checkout):
+    """A new user's shell in a fresh https clone: no TRADELAB_* or AWS settings, no RunPod key or SDK."""
+    for name in (
+        "TRADELAB_REPO_URL",
+        "TRADELAB_REPO_REF",
+        "TRADELAB_S3_BUCKET",
+        "TRADELAB_S3_PREFIX",
+        "TRADELAB_S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "RUNPOD_API_KEY",
+        "RUNPOD_API_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "runpod", None)  # `import runpod` raises ImportError
+    checkout("https://github.com/example/tradelab_jax.git")
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ def _error_line(capsys) -> str:
     return err
 
 
-def test_launch_goes_through_the_sdk_and_injects_nothing(fake_runpod, launch_env, secrets, capsys):
+def test_launch_goes_through_the_sdk_and_injects_nothing(
+    fake_runpod, launch_env, unchecked_overrides, secrets, capsys
+):
     argv = [
         "pod",
         "launch",
@@ -71,7 +73,9 @@ def test_launch_goes_through_the_sdk_and_injects_nothing(fake_runpod, launch_env
         assert secrets["api_key"] not in text and secrets["aws_secret"] not in text
 
 
-def test_dry_run_prints_the_exact_sdk_requests_with_secrets_masked(fake_runpod, launch_env, secrets, capsys):
+def test_dry_run_prints_the_exact_sdk_requests_with_secrets_masked(
+    fake_runpod, launch_env, unchecked_overrides, secrets, capsys
+):
     argv = ["pod", "launch", "--name", "tradelab-dry", "--", *OVERRIDES]
     assert main([*argv[:4], "--dry-run", *argv[4:]]) == 0
     out = capsys.readouterr()
@@ -95,8 +99,8 @@ def test_dry_run_prints_the_exact_sdk_requests_with_secrets_masked(fake_runpod, 
 
 
 def test_status_stop_and_terminate(fake_runpod, launch_env, capsys):
-    assert main(["pod", "launch", "--", "a=1"]) == 0
-    assert main(["pod", "launch", "--", "a=2"]) == 0
+    assert main(["pod", "launch", "--", "seed=1"]) == 0
+    assert main(["pod", "launch", "--", "seed=2"]) == 0
     capsys.readouterr()
     assert main(["pod", "status", "pod0001", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
@@ -128,7 +132,7 @@ def test_rejected_key_and_api_errors_are_one_sentence(fake_runpod, launch_env, m
     assert "rejected the API key" in _error_line(capsys)
     monkeypatch.setenv("RUNPOD_API_KEY", "rpTESTkey-0123456789-DO-NOT-LEAK")
     fake_runpod.fail_with = "There are no longer any instances available with the requested specifications."
-    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert main(["pod", "launch", "--", "seed=1"]) == 2
     assert "no longer any instances available" in _error_line(capsys)
 
 
@@ -147,18 +151,18 @@ def test_unreachable_api_is_one_sentence(launch_env, monkeypatch, capsys):
         (["pod", "status", "--api-url", "http://api.example.com"], "plain http"),
         (["pod", "stop", "../x"], "invalid pod id"),
         (
-            ["pod", "launch", "--repo-url", "https://user:tok@github.com/x/y.git", "--", "a=1"],
+            ["pod", "launch", "--repo-url", "https://user:tok@github.com/x/y.git", "--", "seed=1"],
             "without credentials",
         ),
-        (["pod", "launch", "--ref", "main;rm", "--", "a=1"], "invalid --ref"),
-        (["pod", "launch", "--image", "bad image", "--", "a=1"], "invalid --image"),
-        (["pod", "launch", "--env", "NOEQUALS", "--", "a=1"], "KEY=VALUE"),
-        (["pod", "status", "--", "a=1"], "takes no train overrides"),
-        (["pod", "launch", "--env", 'X=a"b', "--", "a=1"], "cannot be sent to RunPod"),
-        (["pod", "launch", "--env", "X=a\\b", "--", "a=1"], "cannot be sent to RunPod"),
-        (["pod", "launch", "--env", "X=a\nb", "--", "a=1"], "cannot be sent to RunPod"),
-        (["pod", "launch", "--env", "X=a\nb", "--dry-run", "--", "a=1"], "cannot be sent to RunPod"),
-        (["pod", "launch", "--gpu", 'A40" }', "--", "a=1"], "invalid --gpu"),
+        (["pod", "launch", "--ref", "main;rm", "--", "seed=1"], "invalid --ref"),
+        (["pod", "launch", "--image", "bad image", "--", "seed=1"], "invalid --image"),
+        (["pod", "launch", "--env", "NOEQUALS", "--", "seed=1"], "KEY=VALUE"),
+        (["pod", "status", "--", "seed=1"], "takes no train overrides"),
+        (["pod", "launch", "--env", 'X=a"b', "--", "seed=1"], "cannot be sent to RunPod"),
+        (["pod", "launch", "--env", "X=a\\b", "--", "seed=1"], "cannot be sent to RunPod"),
+        (["pod", "launch", "--env", "X=a\nb", "--", "seed=1"], "cannot be sent to RunPod"),
+        (["pod", "launch", "--env", "X=a\nb", "--dry-run", "--", "seed=1"], "cannot be sent to RunPod"),
+        (["pod", "launch", "--gpu", 'A40" }', "--", "seed=1"], "invalid --gpu"),
         (["pod", "stop", 'p"x'], "invalid pod id"),
     ],
 )
@@ -171,29 +175,30 @@ def test_bad_input_is_refused_before_any_request(fake_runpod, launch_env, argv, 
 
 def test_launch_without_aws_credentials_says_what_to_set(fake_runpod, launch_env, monkeypatch, capsys):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert main(["pod", "launch", "--", "seed=1"]) == 2
     assert "AWS_SECRET_ACCESS_KEY" in _error_line(capsys)
-    assert main(["pod", "launch", "--aws-credentials", "runpod-secret", "--", "a=1"]) == 0
+    assert main(["pod", "launch", "--aws-credentials", "runpod-secret", "--", "seed=1"]) == 0
     env = {e["key"]: e["value"] for e in fake_runpod.requests[-1]["args"]["input"]["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"] == "{{ RUNPOD_SECRET_aws_secret_access_key }}"
 
 
-def test_missing_repo_url(fake_runpod, launch_env, monkeypatch, capsys):
+def test_missing_repo_url(fake_runpod, launch_env, monkeypatch, checkout, capsys):
     monkeypatch.delenv("TRADELAB_REPO_URL")
-    assert main(["pod", "launch", "--", "a=1"]) == 2
+    checkout(None)  # a checkout without an origin remote
+    assert main(["pod", "launch", "--", "seed=1"]) == 2
     assert "--repo-url" in _error_line(capsys)
 
 
 def test_secret_that_cannot_be_sent_is_named_not_shown(fake_runpod, launch_env, monkeypatch, capsys):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", 'sec"ret-DO-NOT-LEAK')
-    assert main(["pod", "launch", "--", "a=1"]) == 2
+    assert main(["pod", "launch", "--", "seed=1"]) == 2
     err = _error_line(capsys)
     assert "AWS_SECRET_ACCESS_KEY" in err and "DO-NOT-LEAK" not in err
     assert fake_runpod.requests == []
 
 
 def test_unknown_gpu_type_is_one_sentence(fake_runpod, launch_env, capsys):
-    assert main(["pod", "launch", "--gpu", "NVIDIA Imaginary 9000", "--", "a=1"]) == 2
+    assert main(["pod", "launch", "--gpu", "NVIDIA Imaginary 9000", "--", "seed=1"]) == 2
     assert "no GPU type 'NVIDIA Imaginary 9000'" in _error_line(capsys)
     assert [r["op"] for r in fake_runpod.requests] == ["gpuTypes"] and fake_runpod.pods == {}
 
@@ -210,7 +215,7 @@ def test_api_url_flag_reaches_the_sdk_for_this_call_only(fake_runpod, launch_env
 
 def test_missing_sdk_says_how_to_install_it(fake_runpod, launch_env, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "runpod", None)
-    for argv in (["pod", "status"], ["pod", "launch", "--dry-run", "--", "a=1"]):
+    for argv in (["pod", "status"], ["pod", "launch", "--", "seed=1"]):
         assert main(argv) == 2
         assert "pip install -e '.[pods]'" in _error_line(capsys)
-    assert fake_runpod.requests == []
+    assert fake_runpod.requests == []  # (a dry-run needs no SDK: test_pod_dry_run.py)

@@ -48,6 +48,15 @@ def sdk() -> Any:
     return runpod
 
 
+def sdk_installed() -> bool:
+    """Whether the SDK can be imported: a dry-run then shows the exact HTTP requests it would send."""
+    try:
+        sdk()
+    except UserError:
+        return False
+    return True
+
+
 def api_base(flag: str | None = None) -> str:
     base = (flag or os.environ.get(ENV_API_BASE) or DEFAULT_API_BASE).rstrip("/")
     parsed = urllib.parse.urlparse(base)
@@ -176,9 +185,10 @@ class RunPodAPI:
 
     def _call(self, fn_name: str, /, *args: Any, **kwargs: Any) -> Any:
         import requests
-        from runpod import error as rp_error
 
-        with self._session() as rp:
+        with self._session() as rp:  # a missing SDK is one sentence here, not an ImportError below
+            from runpod import error as rp_error
+
             fn: Callable[..., Any] = getattr(rp, fn_name)
             try:
                 return fn(*args, **kwargs)

@@ -20,6 +20,7 @@ from tradelab_jax.pod.api import (
     check_interpolated,
     deploy_queries,
     sdk,
+    sdk_installed,
 )
 from tradelab_jax.pod.spec import (
     DEFAULT_GPU,
@@ -28,12 +29,17 @@ from tradelab_jax.pod.spec import (
     PodSpec,
     ScriptSpec,
     check_repo,
+    missing_aws_credentials,
+    missing_aws_message,
+    placeholder,
     pod_env,
     render_script,
+    repo_url_or_origin,
 )
 
 EPILOG = (
-    f"Pods are managed through RunPod's Python SDK (pip install -e '.[pods]'). The RunPod API key is read "
+    f"Pods are managed through RunPod's Python SDK (pip install -e '.[pods]'; --dry-run works without "
+    f"it). The RunPod API key is read "
     f"from ${ENV_API_KEY} only and never printed. The API endpoint is "
     f"{DEFAULT_API_BASE} unless --api-url or ${ENV_API_BASE} says otherwise. See docs/pods.md."
 )
@@ -57,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="tradelab pod launch [options] -- [train overrides ...]",
         description="Start a GPU pod running: install tradelab_jax from --repo-url at --ref, `tradelab train "
         "OVERRIDES`, `tradelab archive push` of the new runs, then stop the pod. Everything after `--` is "
-        "passed to `tradelab train`, each argument quoted.",
+        "passed to `tradelab train`, each argument quoted, after the same config check `tradelab train` "
+        "makes here.",
         epilog=EPILOG,
     )
     launch.add_argument("--gpu", default=DEFAULT_GPU, help=f"RunPod GPU type id (default {DEFAULT_GPU!r})")
@@ -70,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument(
         "--repo-url",
         default=os.environ.get("TRADELAB_REPO_URL", ""),
-        help="git URL the pod installs the project from (default $TRADELAB_REPO_URL)",
+        help="https git URL the pod installs the project from (default $TRADELAB_REPO_URL, else this "
+        "checkout's origin remote if it is an https URL)",
     )
     launch.add_argument(
         "--ref", default=os.environ.get("TRADELAB_REPO_REF", "main"), help="branch/tag/commit"
@@ -151,7 +159,35 @@ def main(argv: list[str]) -> int:
     return _stop(client, args)
 
 
+def check_train_args(train_args: list[str]) -> None:
+    """Refuse here what `tradelab train` would refuse on the pod, before a GPU is rented for it.
+
+    The same split and compose check as `tradelab train` (Hydra flags such as -m pass through unchecked);
+    the pod trains from --ref, which is assumed to accept this checkout's config keys.
+    """
+    from tradelab_jax.train import _register, _split_argv, check_overrides
+
+    flags, overrides = _split_argv(train_args)
+    _register()  # the config schemas `tradelab train` stores before its own check
+    check_overrides(overrides)
+    if not any(f in ("-m", "--multirun") for f in flags):
+        _refuse_sweeps(overrides)
+
+
+def _refuse_sweeps(overrides: list[str]) -> None:
+    """Hydra rejects `key=a,b` without -m only when it starts the job, i.e. on the rented pod."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for raw, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
+        if parsed.is_sweep_override():
+            raise UserError(
+                f"train override {raw!r} gives several values: put -m first after `--` for a multirun "
+                "(e.g. `-- -m seed=0,1`), or give one value"
+            )
+
+
 def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool = True) -> PodSpec:
+    """The pod request; ``strict=False`` (a dry-run) turns missing bucket or credentials into warnings."""
     import re
 
     name = args.name or time.strftime("tradelab-%Y%m%dT%H%M%SZ", time.gmtime())
@@ -174,8 +210,12 @@ def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool =
     for override in overrides:
         if "\0" in override:
             raise UserError("a train override contains a NUL byte, which no command line can carry")
-    check_repo(args.repo_url, args.ref)
-    s3 = _s3_settings(args)
+    repo_url = repo_url_or_origin(args.repo_url)
+    check_repo(repo_url, args.ref)
+    s3, warnings = _s3_settings(args, strict=strict)
+    missing = [] if strict else missing_aws_credentials(args.aws_credentials)
+    if missing:
+        warnings.append(missing_aws_message(missing))
     extra = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -184,7 +224,7 @@ def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool =
         extra[key] = value
     extra["TRADELAB_POD_NAME"] = name
     script = render_script(
-        ScriptSpec(args.repo_url, args.ref, args.jax_extra, tuple(overrides), "/workspace", args.on_exit)
+        ScriptSpec(repo_url, args.ref, args.jax_extra, tuple(overrides), "/workspace", args.on_exit)
     )
     env, secret_keys = pod_env(
         s3=s3,
@@ -206,33 +246,37 @@ def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool =
         env=env,
         script=script,
         secret_keys=secret_keys,
+        warnings=tuple(warnings),
+        source=f"{repo_url} at {args.ref}",
     )
 
 
-def _s3_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The pod pushes with the same bucket/prefix/endpoint rules as `tradelab archive` (validated here)."""
-    from tradelab_jax.archive.config import spec_from
+def _s3_settings(args: argparse.Namespace, *, strict: bool) -> tuple[dict[str, str], list[str]]:
+    """The pod pushes with the same bucket/prefix/endpoint rules as `tradelab archive` (validated here).
 
-    spec = spec_from(args.bucket, args.prefix, args.endpoint_url)
-    values = (spec.bucket, spec.prefix.rstrip("/"), spec.endpoint_url or "")
-    return dict(zip(S3_NAMES, values, strict=True))
+    Without a bucket a real launch is refused; a dry-run shows a placeholder and says so.
+    """
+    from tradelab_jax.archive.config import ENV_BUCKET, file_defaults, spec_from
+
+    config = file_defaults()
+    has_bucket = bool(args.bucket or os.environ.get(ENV_BUCKET) or config.get("bucket"))
+    if has_bucket or strict:
+        spec = spec_from(args.bucket, args.prefix, args.endpoint_url, config=config)
+        bucket, warnings = spec.bucket, []
+    else:  # a valid stand-in name, so that the prefix and endpoint are still checked
+        spec = spec_from("bucket-not-set", args.prefix, args.endpoint_url, config=config)
+        bucket = placeholder(ENV_BUCKET)
+        warnings = [f"no S3 bucket given for the pod's push: a real launch needs --bucket or {ENV_BUCKET}"]
+    values = (bucket, spec.prefix.rstrip("/"), spec.endpoint_url or "")
+    return dict(zip(S3_NAMES, values, strict=True)), warnings
 
 
 def _launch(args: argparse.Namespace, overrides: list[str]) -> int:
+    check_train_args(overrides)
     spec = build_spec(args, overrides, strict=not args.dry_run)
     check_interpolated(spec.sdk_kwargs(), spec.secret_keys)
     if args.dry_run:
-        sdk()  # the request is built by the SDK's own functions
-        client = RunPodAPI(api_key_from_env(required=False), api_base(args.api_url))
-        shown = [client.shown_request(q) for q in deploy_queries(spec.sdk_kwargs(masked=True))]
-        print(json.dumps(shown, indent=2))
-        print(
-            "\n# runpod.create_pod sends these two requests: a gpuTypes check, then the deploy mutation."
-            "\n# start-up script (TRADELAB_POD_SCRIPT, base64 above):",
-            file=sys.stderr,
-        )
-        print(spec.script, file=sys.stderr)
-        return 0
+        return _dry_run(spec, args.api_url)
     client = RunPodAPI(api_key_from_env(), api_base(args.api_url))
     pod = client.create(spec.sdk_kwargs(), spec.secret_keys)
     if not pod.get("id"):
@@ -241,8 +285,30 @@ def _launch(args: argparse.Namespace, overrides: list[str]) -> int:
         print(json.dumps(pod, indent=2))
         return 0
     print(f"launched pod {pod['id']} ({spec.name}, {args.gpu_count}x {args.gpu}, {args.image})")
+    print(f"  code:      {spec.source}")
     print(f"  follow it: tradelab pod status {pod['id']} | tradelab pod logs {pod['id']}")
     print(f"  stop it:   tradelab pod stop {pod['id']}")
+    return 0
+
+
+def _dry_run(spec: PodSpec, api_url: str | None) -> int:
+    """Print the request, secrets masked. Only submitting needs the SDK; with it, its exact HTTP requests."""
+    client = RunPodAPI(api_key_from_env(required=False), api_base(api_url))
+    kwargs = spec.sdk_kwargs(masked=True)
+    if sdk_installed():  # built by the SDK's own functions, byte for byte what a launch sends
+        shown: object = [client.shown_request(q) for q in deploy_queries(kwargs)]
+        note = "runpod.create_pod sends these two requests: a gpuTypes check, then the deploy mutation."
+    else:
+        shown = {"runpod.create_pod": kwargs}
+        note = (
+            "the arguments of runpod.create_pod (RunPod's SDK is not installed; pip install -e '.[pods]' "
+            "shows the HTTP requests it sends instead)."
+        )
+    print(json.dumps(shown, indent=2))
+    print(f"\n# {note}\n# start-up script (TRADELAB_POD_SCRIPT, base64 above):", file=sys.stderr)
+    print(spec.script, file=sys.stderr)
+    for warning in spec.warnings:  # last, so that they are not scrolled away by the script
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

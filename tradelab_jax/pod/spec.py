@@ -12,15 +12,20 @@ import base64
 import os
 import re
 import shlex
+import subprocess
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tradelab_jax import paths
 from tradelab_jax.errors import UserError
 
 DEFAULT_IMAGE = "python:3.12-slim-bookworm"
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"
-DEFAULT_REPO_URL = ""  # no public default: pass --repo-url or set TRADELAB_REPO_URL
+DEFAULT_REPO_URL = ""  # no public default: --repo-url, $TRADELAB_REPO_URL, else this checkout's origin
+CHECKOUT = paths.REPO_ROOT  # whose `origin` remote is the default repository (tests point it elsewhere)
 SCRIPT_ENV = "TRADELAB_POD_SCRIPT"
 MASK = "***"
 
@@ -52,6 +57,9 @@ class PodSpec:
     env: tuple[tuple[str, str], ...]
     script: str
     secret_keys: frozenset[str] = field(default_factory=frozenset)
+    # What a real launch would refuse, shown by a dry-run as placeholder values plus these sentences.
+    warnings: tuple[str, ...] = ()
+    source: str = ""  # "<repo url> at <ref>", for the launch message (the URL may be the origin default)
 
     def sdk_kwargs(self, *, masked: bool = False) -> dict[str, Any]:
         """The keyword arguments of ``runpod.create_pod``; ``masked`` hides secret values."""
@@ -81,6 +89,58 @@ class ScriptSpec:
     workspace: str = "/workspace"
     on_exit: str = "stop"  # stop | terminate | sleep
     log_every_s: int = 30
+
+
+def placeholder(name: str) -> str:
+    """The value a dry-run shows for a setting that a real launch requires but is not set here."""
+    return f"<{name} not set>"
+
+
+def checkout_origin(root: Path | None = None) -> str:
+    """``git remote get-url origin`` of this checkout, or '' (no git, not a checkout, no origin)."""
+    root = CHECKOUT if root is None else root
+    if not (root / ".git").exists():  # an installed package: git would find whatever repo encloses it
+        return ""
+    try:
+        proc = subprocess.run(
+            ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def pod_can_clone(url: str) -> bool:
+    """A pod has no SSH key or git credentials: only an https:// URL without a user in it can work."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return False
+    return (
+        parsed.scheme == "https"
+        and bool(parsed.hostname)
+        and "@" not in parsed.netloc
+        and parsed.path.strip("/") != ""
+        and not re.search(r"\s", url)
+    )
+
+
+def repo_url_or_origin(repo_url: str) -> str:
+    """``repo_url`` (--repo-url / $TRADELAB_REPO_URL), else this checkout's origin if a pod can clone it."""
+    if repo_url:
+        return repo_url
+    origin = checkout_origin()
+    if pod_can_clone(origin):
+        return origin
+    why = (
+        f" (this checkout's origin {_redact_url(origin)!r} is not an https:// URL a pod can clone)"
+        if origin
+        else ""
+    )
+    raise UserError(
+        f"no repository to install on the pod{why}: pass --repo-url (an https:// git URL of this project) "
+        "or set TRADELAB_REPO_URL"
+    )
 
 
 def check_repo(repo_url: str, ref: str) -> None:
@@ -173,6 +233,23 @@ def encode_script(script: str) -> str:
     return base64.b64encode(script.encode()).decode()
 
 
+def missing_aws_credentials(aws_credentials: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The AWS variables ``--aws-credentials env`` copies to the pod that this environment lacks."""
+    environ = os.environ if environ is None else environ
+    if aws_credentials != "env":
+        return []
+    return [k for k in AWS_SECRET_NAMES[:2] if not environ.get(k)]
+
+
+def missing_aws_message(missing: list[str]) -> str:
+    verb = "is" if len(missing) == 1 else "are"
+    return (
+        f"the pod needs S3 credentials to push its run, but {' and '.join(missing)} {verb} not set: "
+        "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (ideally a key limited to the archive "
+        "bucket), or pass --aws-credentials runpod-secret"
+    )
+
+
 def pod_env(
     *,
     s3: Mapping[str, str],
@@ -188,6 +265,7 @@ def pod_env(
     AWS credentials are taken by reference: ``env`` copies them from this process's environment at launch
     time; ``runpod-secret`` passes ``{{ RUNPOD_SECRET_<name> }}`` references that RunPod fills in itself,
     so the keys never pass through this machine; ``none`` passes nothing (the push at the end will fail).
+    Missing ``env`` credentials are refused when ``strict``, else (a dry-run) shown as placeholders.
     """
     environ = os.environ if environ is None else environ
     env: dict[str, str] = {}
@@ -200,17 +278,15 @@ def pod_env(
         env[key] = value
     env.update({k: v for k, v in s3.items() if v})
     if aws_credentials == "env":
-        missing = [k for k in AWS_SECRET_NAMES[:2] if not environ.get(k)]
+        missing = missing_aws_credentials(aws_credentials, environ)
         if missing and strict:
-            raise UserError(
-                f"the pod needs S3 credentials to push its run, but {' and '.join(missing)} is not set: "
-                "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (ideally a key limited to the archive "
-                "bucket), or pass --aws-credentials runpod-secret"
-            )
+            raise UserError(missing_aws_message(missing))
         for key in AWS_SECRET_NAMES:
-            if environ.get(key) or key in missing:
-                env[key] = environ.get(key, "")
+            if environ.get(key):
+                env[key] = environ[key]
                 secret.add(key)
+            elif key in missing:  # never an empty value: the pod's push would fail after training
+                env[key] = placeholder(key)
     elif aws_credentials == "runpod-secret":
         for key in AWS_SECRET_NAMES[:2]:
             env[key] = "{{ RUNPOD_SECRET_" + key.lower() + " }}"
