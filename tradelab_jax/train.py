@@ -83,7 +83,7 @@ def _register() -> None:
 # Compose-time checks: one clear sentence instead of Hydra's multi-line report
 
 
-def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """``(flags, overrides)``: Hydra's own flags (``-m``, ``--cfg job``...) and the key=value overrides."""
     flags, overrides, i = [], [], 0
     with_value = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -165,6 +165,7 @@ def check_overrides(overrides: list[str], *, multirun: bool = True) -> None:
 
     from tradelab_jax.training.validate import check_config
 
+    _register()  # the schemas and resolvers the configs refer to (idempotent)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    flags, overrides = _split_argv(argv)
+    flags, overrides = split_argv(argv)
     _register()
     _STATE.update(timestamp=None, errors=[], results=[])
     multirun = any(f in ("-m", "--multirun") for f in flags)

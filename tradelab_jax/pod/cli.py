@@ -165,25 +165,10 @@ def check_train_args(train_args: list[str]) -> None:
     The same split and compose check as `tradelab train` (Hydra flags such as -m pass through unchecked);
     the pod trains from --ref, which is assumed to accept this checkout's config keys.
     """
-    from tradelab_jax.train import _register, _split_argv, check_overrides
+    from tradelab_jax.train import check_overrides, split_argv
 
-    flags, overrides = _split_argv(train_args)
-    _register()  # the config schemas `tradelab train` stores before its own check
-    check_overrides(overrides)
-    if not any(f in ("-m", "--multirun") for f in flags):
-        _refuse_sweeps(overrides)
-
-
-def _refuse_sweeps(overrides: list[str]) -> None:
-    """Hydra rejects `key=a,b` without -m only when it starts the job, i.e. on the rented pod."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    for raw, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
-        if parsed.is_sweep_override():
-            raise UserError(
-                f"train override {raw!r} gives several values: put -m first after `--` for a multirun "
-                "(e.g. `-- -m seed=0,1`), or give one value"
-            )
+    flags, overrides = split_argv(train_args)
+    check_overrides(overrides, multirun=any(f in ("-m", "--multirun") for f in flags))
 
 
 def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool = True) -> PodSpec:
