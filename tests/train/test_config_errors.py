@@ -198,3 +198,10 @@ def test_a_sweep_without_multirun_is_refused_in_one_sentence(outputs):
     with pytest.raises(UserError, match=r"'seed=0,1' lists several values: add -m .* sweep.seed=\[...\]"):
         train.main(["seed=0,1", f"run.outputs={outputs}"])
     assert not outputs.exists()
+
+
+@pytest.mark.parametrize(("override", "key"), [("+foo=1", "'foo'"), ("+env.fee=0.1", "'env.fee'")])
+def test_keys_added_with_plus_that_nothing_reads_are_refused(override, key, outputs):
+    with pytest.raises(UserError, match=rf"unknown config key {key} \(added with \+\?\); valid keys there"):
+        train.main([override, f"run.outputs={outputs}"])
+    assert not outputs.exists()

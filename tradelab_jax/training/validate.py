@@ -98,12 +98,31 @@ def _check_gymnax(point: dict[str, Any]) -> None:
         raise UserError(f"unknown gymnax env.id {env_id!r}; valid: {', '.join(gymnax.registered_envs)}")
 
 
+def _check_keys(plain: dict[str, Any]) -> None:
+    """Keys added with Hydra's ``+key=value`` that nothing reads are refused, not silently ignored."""
+    import dataclasses
+
+    from tradelab_jax.training.config import Config, GymnaxEnvConfig, TradingEnvConfig
+
+    def refuse(extra: set[str], where: str, schema: type) -> None:
+        if extra:
+            valid = ", ".join(f.name for f in dataclasses.fields(schema))
+            raise UserError(f"unknown config key {where + sorted(extra)[0]!r} (added with +?); valid keys "
+                            f"there: {valid}")
+
+    refuse(set(plain) - {f.name for f in dataclasses.fields(Config)}, "", Config)
+    env = plain.get("env") or {}
+    schema = GymnaxEnvConfig if env.get("kind") == "gymnax" else TradingEnvConfig
+    refuse(set(env) - {f.name for f in dataclasses.fields(schema)}, "env.", schema)
+
+
 def check_config(plain: dict[str, Any]) -> None:
     """Raise :class:`UserError` (one sentence) if the resolved config ``plain`` cannot train."""
     from tradelab_jax.training.envs import is_gymnax
     from tradelab_jax.training.runner import ppo_spec
     from tradelab_jax.training.sweep import expand_sweep
 
+    _check_keys(plain)
     run = plain["run"]
     if run.get("resume"):
         check_resume(run["resume"])
