@@ -248,7 +248,8 @@ def _five_minute(tmp: Path, bars) -> Path:
 BROKEN = {
     # name: (make the file, text expected in the error)
     "duplicate timestamps": (_csv(_edit("ts", 10, 1760486940000)), "1 duplicate timestamp(s), first at"),
-    "unsorted timestamps": (_csv(lambda df: df.iloc[::-1]), "timestamps are not increasing"),
+    "unsorted timestamps": (_csv(lambda df: df.iloc[::-1]),
+                            "nothing was imported; pass --sort to sort the rows by time"),
     "NaN close": (_csv(_edit("close", 5, np.nan)), "column 'close' has 1 NaN/infinite value(s)"),
     "inf volume": (_csv(_edit("volume", 5, np.inf)), "column 'volume' has 1 NaN/infinite value(s)"),
     "high below low": (_csv(_edit("high", 5, 1.0)), "bar(s) have high < max(open, close)"),

@@ -116,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON report")
     _add_lake(p)
 
-    p = sub.add_parser("list", help="list datasets with range, rows, gaps and status", epilog=EPILOG)
+    p = sub.add_parser(
+        "list",
+        help="list datasets with range, rows, gaps and status",
+        description="One line per dataset of the lake, read from its manifest: id, market, timeframe, first "
+        "and last bar, rows, gaps, and a quick status (ok when every file exists with its manifest sha256; "
+        "`tradelab data validate` runs every rule).",
+        epilog=EPILOG,
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_lake(p)
 

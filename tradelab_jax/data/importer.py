@@ -283,7 +283,8 @@ def check_or_refuse(bars: dict[str, np.ndarray], tf_ms: int, source: str) -> lis
     findings, gaps = check_bars(bars, tf_ms)
     if findings:
         more = f" (and {len(findings) - 1} more problem(s))" if len(findings) > 1 else ""
-        raise DataError(f"{source}: {findings[0].message}{more}; nothing was imported")
+        hint = "; pass --sort to sort the rows by time" if findings[0].check == "order" else ""
+        raise DataError(f"{source}: {findings[0].message}{more}; nothing was imported{hint}")
     return gaps
 
 
