@@ -16,7 +16,7 @@ from tradelab_jax.errors import UserError
 
 # name -> (module, one-line help). Order is the order shown by `tradelab --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("tradelab_jax.demo", "the README's main job: validate the embedded lake and run the demo"),
+    "demo": ("tradelab_jax.demo", "the README's main job: validate its dataset, train PPO, print results"),
     "data": ("tradelab_jax.data.cli", "the market data lake: ingest, import, validate, list, resample..."),
     "episode": ("tradelab_jax.episode", "one instrumented episode -> telemetry, summary, equity plot"),
     "train": ("tradelab_jax.train", "train PPO agents (Hydra overrides and -m multiruns)"),

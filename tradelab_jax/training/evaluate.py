@@ -6,7 +6,11 @@ three baselines (``buy_and_hold``: always the largest bucket, +1 by default; ``f
 episode from its first valid bar (``random_start`` false) to its last bar, through the env's own
 ``transition``. The env's episode length still scales the ``bars_in_position`` observation (capped at 1),
 but does not cut the evaluation. A kill-switch termination ends that policy's episode early (the rest is not
-traded).
+traded; the policy's ``terminated`` is true).
+
+``buy_and_hold`` goes through RiskGuard like every policy (sized in risk units, with the stop-loss), so it
+is not the asset's own buy-and-hold: each split also records ``asset_return``, the unlevered price change
+over the evaluated range, defined as in ``tradelab episode``.
 
 gymnax envs: the mean return of the greedy policy over ``run.eval_episodes`` (>= 20) episodes.
 """
@@ -86,6 +90,7 @@ def _make_eval_fn(env, networks, n_steps: int, start: int, bh: int, flat: int, n
             tel = {name: info[name] for name in TELEMETRY}
             tel["action"] = action
             tel["alive"] = alive
+            tel["terminated"] = terminated
             return (new_state, alive & ~terminated, key), tel
 
         _, tel = jax.lax.scan(step, (state0, jnp.asarray(True), key), None, length=n_steps)
@@ -123,14 +128,18 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
         run = jax.jit(jax.vmap(fn, in_axes=(0, axes, None, 0)))
         tel = jax.device_get(run(params, batched, policies, keys))
         for i, point in enumerate(points):
-            table = {"bars": n_steps, "first_bar": _iso(ts_all[start]), "last_bar": _iso(ts_all[last_bar])}
+            table = {"bars": n_steps, "first_bar": _iso(ts_all[start]), "last_bar": _iso(ts_all[last_bar]),
+                     "asset_return": asset_return(close_all, start, last_bar)}
             initial_cash = float(point["env"]["initial_cash"])
             for j, policy in enumerate(POLICIES):
                 rows = {k: np.asarray(v[i, j]) for k, v in tel.items()}
                 alive = rows.pop("alive").astype(bool)
+                # The policy's `terminated` flag, not a telemetry.parquet column (those are the contract).
+                killed = bool(np.any(rows.pop("terminated").astype(bool) & alive))
                 all_equity = rows["equity"].astype(float)
                 rows = {k: v[alive] for k, v in rows.items()}
-                table[policy] = episode_metrics(rows, initial_cash, periods_per_year)
+                metrics = episode_metrics(rows, initial_cash, periods_per_year)
+                table[policy] = {**metrics, "terminated": killed}
                 frame = pd.DataFrame(rows)
                 frame.insert(0, "policy", policy)
                 frame.insert(0, "split", split)
@@ -146,9 +155,31 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
             results[i]["splits"][split] = table
     for r in results:
         r["telemetry"] = pd.concat(r["telemetry"], ignore_index=True) if r["telemetry"] else None
-        r["policies"] = {"agent": "argmax of the trained policy", "buy_and_hold": f"bucket {buckets[bh]:g}",
-                         "flat": f"bucket {buckets[flat]:g}", "random": "uniform over buckets, seeded"}
+        r["policies"] = policy_descriptions(buckets, bh, flat)
     return results
+
+
+def asset_return(close: np.ndarray, start: int, last_bar: int) -> float:
+    """The asset's unlevered price change over an evaluated range: the close of its last traded bar over
+    the close at its first decision bar, minus 1 (``asset_return`` of ``tradelab episode``)."""
+    return float(close[last_bar] / close[start] - 1.0)
+
+
+def policy_descriptions(buckets: np.ndarray, bh: int, flat: int) -> dict[str, str]:
+    """What each evaluated policy does, in bucket indices (telemetry ``action``) and their targets."""
+
+    def constant(index: int) -> str:
+        return f"always bucket index {index} (target {buckets[index]:+g} risk units)"
+
+    return {
+        "agent": "argmax of the trained policy (a bucket index)",
+        # Not the asset's buy-and-hold: RiskGuard sizes it (risk_pct / stop-loss distance, capped by
+        # max_leverage) and its stop can close it again and again; the asset is the split's asset_return.
+        "buy_and_hold": constant(bh) + ", sized by RiskGuard with its stop-loss; the unlevered asset is "
+                        "the split's asset_return",
+        "flat": constant(flat),
+        "random": f"uniform over bucket indices 0..{len(buckets) - 1}, seeded by the run's seed",
+    }
 
 
 def _iso(ms: Any) -> str:
@@ -192,4 +223,5 @@ def plot_equity(path: Path, curves: dict[str, dict[str, tuple[np.ndarray, np.nda
     split = "test" if "test" in curves else list(curves)[-1]
     ts, agent = curves[split]["agent"]
     _, benchmark = curves[split]["buy_and_hold"]
-    _plot(path, ts, agent, benchmark, title=f"{title}  ({split} split)".strip())
+    _plot(path, ts, agent, benchmark, title=f"{title}  ({split} split)".strip(),
+          benchmark_label="buy_and_hold baseline (RiskGuard-sized)")

@@ -166,25 +166,71 @@ def print_summary(points, summaries, stream=None, dirs=None) -> None:
         if not splits:
             continue
         name = "test" if "test" in splits else list(splits)[-1]
-        table = splits[name]
-        cols = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
-                "fees_paid", "exposure")
-        print(f"{head}{name} split ({table.get('bars', '?')} bars) - agent vs baselines:", file=stream)
-        print("  " + f"{'policy':<14}" + "".join(f"{c:>14}" for c in cols), file=stream)
-        for policy in ("agent", "buy_and_hold", "flat", "random"):
-            row = table.get(policy)
-            if row is None:
-                continue
-            cells = "".join(f"{_fmt(row.get(c)):>14}" for c in cols)
-            print(f"  {policy:<14}{cells}", file=stream)
+        lines = _split_table(name, splits[name], s.get("policies") or {})
+        print(head + "\n".join(lines), file=stream)
     del points
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
+# (header = the eval_summary.json field, kind): `pct` fields are fractions printed as percent.
+SUMMARY_COLUMNS = (
+    ("steps", "int"), ("terminated", "bool"), ("total_return", "pct"), ("sharpe", "num"),
+    ("sortino", "num"), ("max_drawdown", "pct"), ("calmar", "num"), ("trades", "int"), ("win_rate", "pct"),
+    ("fees_paid", "num"), ("exposure", "pct"),
+)
+SUMMARY_POLICIES = ("agent", "buy_and_hold", "flat", "random")
+CELL_WIDTH = 10  # every formatted cell fits ("-1.84e+17%"); columns are joined by two spaces regardless
+
+
+def _split_table(name: str, table: dict[str, Any], policies: dict[str, str]) -> list[str]:
+    """Header line, column titles, one row per policy and the legend of one split's table."""
+    # The split's bars and the asset's own return over them: the yardstick for the policies' rows (whose
+    # `steps` stop early on a kill switch, and whose buy_and_hold is RiskGuard-sized, not the asset).
+    facts = [f"{_fmt_int(table['bars'])} bars" if "bars" in table else "? bars"]
+    if table.get("asset_return") is not None:  # absent from summaries written before it existed
+        facts.append(f"asset {_fmt_pct(table['asset_return'], signed=True)}")
+    lines = [f"{name} split ({', '.join(facts)}) - agent vs baselines:"]
+    widths = [max(CELL_WIDTH, len(title)) for title, _ in SUMMARY_COLUMNS]
+    titles = "  ".join(title.rjust(w) for (title, _), w in zip(SUMMARY_COLUMNS, widths, strict=True))
+    lines.append(f"  {'policy':<14}{titles}")
+    for policy in SUMMARY_POLICIES:
+        row = table.get(policy)
+        if row is None:
+            continue
+        cells = "  ".join(_cell(row.get(field), kind).rjust(w)
+                          for (field, kind), w in zip(SUMMARY_COLUMNS, widths, strict=True))
+        lines.append(f"  {policy:<14}{cells}")
+    lines.append("  terminated: yes = the kill switch ended that policy's episode early (steps < bars)")
+    if policies.get("buy_and_hold"):
+        lines.append(f"  buy_and_hold: {policies['buy_and_hold']}")
+    return lines
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
         return "-"
-    if isinstance(x, int):
-        return str(x)
-    return f"{x:.4f}"
+    if kind == "bool":
+        return "yes" if value else "no"
+    if kind == "int":
+        return _fmt_int(value)
+    if kind == "pct":
+        return _fmt_pct(value)
+    return _fmt_num(value)
 
 
+def _fmt_num(x: float) -> str:
+    """At most 9 characters: two decimals below 10,000, else compact scientific notation (a compounding
+    maker-fee rebate reaches 1e13), also for values so small that two decimals would read 0.00."""
+    x = float(x)
+    if x == 0 or (0.005 <= abs(x) < 1e4):
+        return f"{x:,.2f}"
+    return f"{x:.2e}"
+
+
+def _fmt_pct(fraction: float, signed: bool = False) -> str:
+    text = _fmt_num(100 * float(fraction))
+    return f"+{text}%" if signed and not text.startswith("-") else f"{text}%"
+
+
+def _fmt_int(n: Any) -> str:
+    n = int(n)
+    return f"{n:,}" if abs(n) < 10**8 else f"{n:.2e}"

@@ -1,0 +1,86 @@
+"""`tradelab demo`: the README's first command, in its quick form, and its check of the demo's dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tradelab_jax import cli, demo
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EPISODE_FILES = ("telemetry.parquet", "summary.json", "equity.png")
+DEMO_DATASET = "binance_btcusdt_1m"  # conf/experiment/demo.yaml's data.id
+
+
+def _episode_dirs(outputs: Path) -> list[Path]:
+    return sorted(outputs.glob("*_demo-quick")) if outputs.is_dir() else []
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "outputs"
+    monkeypatch.setenv("TRADELAB_OUTPUTS", str(path))
+    return path
+
+
+@pytest.fixture
+def lake_copy(tmp_path) -> Path:
+    """A writable copy of the shipped lake, to break datasets in."""
+    root = tmp_path / "lake"
+    shutil.copytree(REPO_ROOT / "data", root)
+    return root
+
+
+def _break(lake: Path, dataset_id: str) -> None:
+    """Change the bytes of the dataset's first file: its checksum no longer matches the manifest."""
+    manifest = json.loads((lake / "manifests" / f"{dataset_id}.json").read_text())
+    path = lake / manifest["files"][0]["path"]
+    path.write_bytes(path.read_bytes() + b"\0")
+
+
+def test_demo_dataset_is_the_demo_experiments():
+    experiment = yaml.safe_load((REPO_ROOT / "conf" / "experiment" / "demo.yaml").read_text())
+    assert experiment["data"]["id"] == demo.DATASET == DEMO_DATASET
+
+
+def test_quick_demo_runs_and_says_where_its_episode_went(tmp_path):
+    """The README's `tradelab demo --quick`, as a user runs it (a fresh process, no --out)."""
+    outputs = tmp_path / "outputs"
+    env = {k: v for k, v in os.environ.items() if k != "TRADELAB_LAKE"} | {"TRADELAB_OUTPUTS": str(outputs)}
+    proc = subprocess.run([sys.executable, "-m", "tradelab_jax.cli", "demo", "--quick"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "required" not in proc.stderr
+    [out_dir] = _episode_dirs(outputs)
+    for name in EPISODE_FILES:
+        assert (out_dir / name).is_file(), name
+    assert f"the demo's episode is in {out_dir}" in proc.stdout
+    assert "random on binance_btcusdt_1m/test" in proc.stdout
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["policy"] == "random" and summary["split"] == "test"
+
+
+def test_a_broken_unrelated_dataset_does_not_stop_the_demo(outputs, lake_copy, capsys):
+    _break(lake_copy, "binance_btcusdt_1m_2025-10")
+    assert cli.main(["demo", "--quick", "--lake", str(lake_copy)]) == 0
+    printed = capsys.readouterr().out
+    assert "binance_btcusdt_1m_2025-10" not in printed and "1 dataset(s) checked, 0 with errors" in printed
+    assert len(_episode_dirs(outputs)) == 1
+
+
+def test_a_broken_demo_dataset_stops_the_demo_with_one_sentence(outputs, lake_copy, capsys):
+    _break(lake_copy, DEMO_DATASET)
+    assert cli.main(["demo", "--quick", "--lake", str(lake_copy)]) == 3
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"error: dataset {DEMO_DATASET}, which the demo trains on, fails validation")
+    assert "so the demo stops here" in line
+    assert f"run `tradelab data validate {DEMO_DATASET} --lake {lake_copy}`" in line
+    assert "random on" not in captured.out and _episode_dirs(outputs) == []
