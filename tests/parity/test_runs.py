@@ -125,3 +125,25 @@ def test_user_errors_are_one_sentence(tmp_path, capsys):
         assert cli.main(["parity", *argv]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (argv, err)
+
+
+def test_parity_of_two_different_experiments_says_their_configs_differ(multirun, tmp_path, capsys):
+    import yaml
+
+    a, b = _points(multirun)
+    other = tmp_path / "other_experiment"
+    shutil.copytree(b, other)
+    config = runs.read_config(other)
+    config["agent"]["num_envs"] = 32
+    config["run"]["tag"] = "renamed"  # where a run reports is not what it computes
+    (other / runs.CONFIG_FILE).write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "check"
+    assert parity_main([str(a), "--against", str(other), "--out", str(out), "--json"]) == 1
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"][0]["rows"]}
+    row = rows["config (what is computed)"]
+    assert not row["ok"]
+    assert row["note"] == ("the configs differ, so the runs are different experiments: agent.num_envs: "
+                           f"{runs.read_config(a)['agent']['num_envs']!r} vs 32")
+    assert parity_main([str(a), "--against", str(b), "--out", str(tmp_path / "same"), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"][0]["rows"]}
+    assert rows["config (what is computed)"]["ok"]

@@ -301,9 +301,35 @@ def compare_eval(subject: Path, reference: Path, profile: str) -> list[Row]:
     return rows
 
 
+# run.* keys that say where and how a run reports, not what it computes.
+_REPORTING_KEYS = ("tag", "outputs", "dir", "resume", "progress", "print_summary", "keep_checkpoints",
+                   "chunk_updates", "pack")
+
+
+def compare_configs(subject: Path, reference: Path) -> list[Row]:
+    """One row: do the two runs' config.yaml describe the same computation? (Names the first keys that do
+    not, so a comparison of different experiments says so instead of a wall of shape mismatches.)"""
+    try:
+        a, b = runs.read_config(subject), runs.read_config(reference)
+    except Exception:  # a run without a readable config is reported by the other rows
+        return []
+    for cfg in (a, b):
+        for key in _REPORTING_KEYS:
+            (cfg.get("run") or {}).pop(key, None)
+        (cfg.get("data") or {}).pop("lake", None)  # a pod's lake path; the bars' checksum is compared
+    fa, fb = _flatten(a), _flatten(b)  # keys like "agent/num_envs"
+    differ = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    note = "; ".join(f"{k.replace('/', '.')}: {fa.get(k)!r} vs {fb.get(k)!r}" for k in differ[:4])
+    if len(differ) > 4:
+        note += f"; and {len(differ) - 4} more"
+    note = f"the configs differ, so the runs are different experiments: {note}" if differ else ""
+    return [compare_text("run", "config (what is computed)", not differ, True, note)]
+
+
 def compare_runs(subject: Path, reference: Path, profile: str) -> list[Row]:
-    """metrics.jsonl per update, the final checkpoint's parameters and eval_summary.json."""
-    rows = [*compare_metrics(subject, reference, profile), *compare_checkpoints(subject, reference, profile),
+    """config.yaml, metrics.jsonl per update, the final checkpoint's parameters and eval_summary.json."""
+    rows = [*compare_configs(subject, reference), *compare_metrics(subject, reference, profile),
+            *compare_checkpoints(subject, reference, profile),
             *compare_eval(subject, reference, profile)]
     for row in rows:
         if row.max_abs is not None and not math.isfinite(row.max_abs):
