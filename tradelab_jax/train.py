@@ -64,6 +64,12 @@ def _run_dir(outputs: Any, tag: Any, run_dir: Any, resume: Any, sweep: Any) -> s
     return str(runs.new_run_dir(_outputs(outputs), tag, multirun=packed, timestamp=_timestamp()))
 
 
+def _output_subdir(resume: Any) -> str | None:
+    """Hydra's ``.hydra/`` record of how a run was launched; a resume writes none, so the launch's record
+    (its composed config and overrides) is kept rather than replaced by the resume's defaults."""
+    return None if resume else ".hydra"
+
+
 def _sweep_dir(outputs: Any, tag: Any) -> str:
     tag = paths.check_id(str(tag), "run.tag")
     return str(runs.new_run_dir(_outputs(outputs), tag, multirun=True, timestamp=_timestamp()))
@@ -77,6 +83,7 @@ def _register() -> None:
     register_configs()
     OmegaConf.register_new_resolver("tl_run_dir", _run_dir, replace=True)
     OmegaConf.register_new_resolver("tl_sweep_dir", _sweep_dir, replace=True)
+    OmegaConf.register_new_resolver("tl_output_subdir", _output_subdir, replace=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,6 +289,20 @@ def _sweep_leaves(plain: dict[str, Any]) -> list[Any]:
     return [sw.get("seed"), *(sw.get("env") or {}).values(), *(sw.get("agent") or {}).values()]
 
 
+def _warn_ignored_on_resume(overrides: list[str]) -> None:
+    """A resume trains its saved config.yaml: say which overrides it will not apply."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if "run.resume" not in keys:
+        return
+    applied = {"run.resume", *(f"run.{k}" for k in RESUME_RUNTIME_KEYS)}
+    ignored = [o for o, k in zip(overrides, keys, strict=True)
+               if k not in applied and not k.startswith("hydra")]
+    if ignored:
+        print(f"warning: a resume continues the run's saved config.yaml, so these overrides are ignored: "
+              f"{' '.join(ignored)} (a resume applies only {', '.join(sorted(applied - {'run.resume'}))})",
+              file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``tradelab train [hydra flags] [overrides]`` -> exit code (0 done, 2 user error, 130 cancelled)."""
     import hydra
@@ -296,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     informational = any(f in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
                         for f in flags)
     check_overrides(overrides, multirun=multirun)
+    _warn_ignored_on_resume(overrides)
 
     @hydra.main(version_base="1.3", config_path=str(paths.conf_dir()), config_name=CONFIG_NAME)
     def _hydra_main(cfg):

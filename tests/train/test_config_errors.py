@@ -205,3 +205,25 @@ def test_keys_added_with_plus_that_nothing_reads_are_refused(override, key, outp
     with pytest.raises(UserError, match=rf"unknown config key {key} \(added with \+\?\); valid keys there"):
         train.main([override, f"run.outputs={outputs}"])
     assert not outputs.exists()
+
+
+def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path):
+    from tradelab_jax import runs
+    from tradelab_jax.training import session
+
+    from .helpers import TINY_GYMNAX
+
+    plain = _compose([*TINY_GYMNAX, "run.eval=false"])
+    cut = tmp_path / "cut"
+    assert session.train_config(plain, cut, should_stop=lambda update: update >= 2)["status"] == "cancelled"
+    launch_record = {p.name: p.read_bytes() for p in (tmp_path / "cut").glob(".hydra/*")}
+    cmd = [sys.executable, "-m", "tradelab_jax.cli", "train", f"run.resume={cut}", "agent.lr=0.5",
+           "run.progress=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert ("warning: a resume continues the run's saved config.yaml, so these overrides are ignored: "
+            "agent.lr=0.5") in proc.stderr
+    assert runs.read_status(cut)["status"] == "done" and runs.read_config(cut)["agent"]["lr"] == 2.5e-4
+    assert {p.name: p.read_bytes() for p in cut.glob(".hydra/*")} == launch_record  # not rewritten
+    with pytest.raises(UserError, match=r"is done \(trained and evaluated\); nothing to resume"):
+        train.main([f"run.resume={cut}"])

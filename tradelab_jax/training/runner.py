@@ -206,62 +206,68 @@ def train_points(
     where = root if root is not None else dirs[0]
     print(f"{'resuming' if resume else 'training'} {where}" + (f" ({S} points)" if S > 1 else "")
           + f": {spec.num_updates} updates of {spec.steps_per_update:,} env steps, compiling", file=stream)
-    # Every chunk shape is compiled before the bar starts: a smaller last chunk compiled mid-run would stall
-    # the bar near 100% and drag its rate down.
-    plan = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
-    compiles_before = len(compiled)
-    for size in sorted(set(plan)):
-        if size not in compiled:
-            t0 = time.perf_counter()
-            compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
-            compile_s += time.perf_counter() - t0
+    # SIGINT/SIGTERM from here on set a flag (the run stops at the next chunk boundary, with a checkpoint),
+    # also while compiling: an exception raised between XLA calls would end the process mid-compile.
+    with _StopSignals() as signals:
+        # Every chunk shape is compiled before the bar starts: a smaller last chunk compiled mid-run would
+        # stall the bar near 100% and drag its rate down.
+        plan = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
+        compiles_before = len(compiled)
+        for size in sorted(set(plan)):
+            if size not in compiled:
+                t0 = time.perf_counter()
+                compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
+                compile_s += time.perf_counter() - t0
 
-    from tqdm import tqdm
+        from tqdm import tqdm
 
-    bar = tqdm(total=spec.num_updates * spec.steps_per_update, initial=start_update * spec.steps_per_update,
-               unit="step", unit_scale=True, disable=not run_cfg.get("progress", True), file=stream,
-               desc=str(run_cfg.get("tag", "train")) + (f" x{S}" if S > 1 else ""), dynamic_ncols=True)
-    update = start_update
-    train_s = 0.0
-    status = "done"
-    cancel_dirs = [*dirs, *([root] if root is not None else [])]
-    with _StopSignals() as signals, bar:
-        for size in plan:
-            t0 = time.perf_counter()
-            state, metrics = compiled[size](state, hyper, env_params)
-            metrics = jax.device_get(metrics)
-            host_state = jax.device_get(state)
-            dt = time.perf_counter() - t0
-            train_s += dt
-            update += size
-            wall = prev_wall + time.perf_counter() - t_start
-            meta = {"env_steps": update * spec.steps_per_update, "wall_s": wall,
-                    "compile_s": prev_compile + compile_s, "train_s": prev_train + train_s,
-                    "time": runs.utc_now()}
-            for i, d in enumerate(dirs):
-                rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=wall,
-                                   points=S)
-                runs.append_metrics(d, rec)
-                data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
-                runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg.get("keep_checkpoints", 2)))
-                runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
-                                  progress=update / spec.num_updates,
-                                  mean_episode_return=rec["mean_episode_return"])
-            bar.update(size * spec.steps_per_update)
-            ret = rec["mean_episode_return"]
-            if ret is not None:
-                bar.set_postfix(ret=f"{ret:.3g}", refresh=False)
-            if update < spec.num_updates and (
-                signals.signum is not None
-                or any(runs.cancel_requested(d) for d in cancel_dirs)
-                or (should_stop is not None and should_stop(update))
-            ):
-                status = "cancelled"
-                # Recorded while our handlers are still installed: a late SIGTERM (a UI's cancel racing
-                # the CANCEL file, SLURM, `kill`) cannot end the process before the run says cancelled.
-                for d in dirs:
-                    runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
-                break
+        bar = tqdm(total=spec.num_updates * spec.steps_per_update,
+                   initial=start_update * spec.steps_per_update, unit="step", unit_scale=True,
+                   disable=not run_cfg.get("progress", True), file=stream,
+                   desc=str(run_cfg.get("tag", "train")) + (f" x{S}" if S > 1 else ""), dynamic_ncols=True)
+        update = start_update
+        train_s = 0.0
+        status = "done"
+        cancel_dirs = [*dirs, *([root] if root is not None else [])]
+        with bar:
+            for size in plan:
+                t0 = time.perf_counter()
+                state, metrics = compiled[size](state, hyper, env_params)
+                metrics = jax.device_get(metrics)
+                host_state = jax.device_get(state)
+                dt = time.perf_counter() - t0
+                train_s += dt
+                update += size
+                wall = prev_wall + time.perf_counter() - t_start
+                meta = {"env_steps": update * spec.steps_per_update, "wall_s": wall,
+                        "compile_s": prev_compile + compile_s, "train_s": prev_train + train_s,
+                        "time": runs.utc_now()}
+                for i, d in enumerate(dirs):
+                    rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=wall,
+                                       points=S)
+                    runs.append_metrics(d, rec)
+                    data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
+                    runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg.get("keep_checkpoints", 2)))
+                    # A chunk in which no episode ended keeps the last known return (not null).
+                    latest = {} if rec["mean_episode_return"] is None else {
+                        "mean_episode_return": rec["mean_episode_return"]}
+                    runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
+                                      progress=update / spec.num_updates, **latest)
+                bar.update(size * spec.steps_per_update)
+                ret = rec["mean_episode_return"]
+                if ret is not None:
+                    bar.set_postfix(ret=f"{ret:.3g}", refresh=False)
+                if update < spec.num_updates and (
+                    signals.signum is not None
+                    or any(runs.cancel_requested(d) for d in cancel_dirs)
+                    or (should_stop is not None and should_stop(update))
+                ):
+                    status = "cancelled"
+                    # Recorded while our handlers are still installed: a late SIGTERM (a UI's cancel racing
+                    # the CANCEL file, SLURM, `kill`) cannot end the process before the run says cancelled.
+                    for d in dirs:
+                        runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
+                    break
 
     if status == "done" and run_cfg.get("eval", True):
         print(_evaluation_note(base), file=stream)

@@ -82,7 +82,18 @@ def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
                                   error=" ".join(message.split())[:2000])
                 if state == "failed" and not isinstance(err, UserError):
                     (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+        if isinstance(err, KeyboardInterrupt):
+            print(_interrupted_note(dirs, root), file=sys.stderr)
         raise
+
+
+def _interrupted_note(dirs: list[Path], root: Path | None) -> str:
+    """What a Ctrl-C left behind, and whether there is anything to resume."""
+    target = root if root is not None else dirs[0]
+    if all(runs.latest_checkpoint(d) is None for d in dirs):
+        return (f"stopped before the first checkpoint: nothing to resume in {target} (it keeps the config "
+                "and status); start the run again")
+    return f"stopped; continue from the last checkpoint with: tradelab train run.resume={target}"
 
 
 def run_info(points: list[dict[str, Any]], result: Any, index: int) -> dict[str, Any]:

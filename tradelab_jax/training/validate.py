@@ -49,7 +49,17 @@ def check_hyper(name: str, value: Any) -> float:
 def check_resume(path: Any) -> Path:
     """The run (or packed sweep) directory ``run.resume`` names; refuses anything else."""
     resolved = Path(str(path)).expanduser().resolve()
-    if (resolved / runs.PACKED_FILE).is_file() or (resolved / runs.CONFIG_FILE).is_file():
+    packed = (resolved / runs.PACKED_FILE).is_file()
+    if packed or (resolved / runs.CONFIG_FILE).is_file():
+        dirs = runs.point_dirs(resolved) if packed else [resolved]
+        statuses = [runs.read_status(d) or {} for d in dirs]
+        for d, st in zip(dirs, statuses, strict=True):
+            if st.get("status") in ("running", "queued") and runs.pid_alive(st.get("pid")):
+                raise UserError(f"run.resume={str(path)!r}: {d} is {st['status']} (pid {st.get('pid')}); "
+                                "cancel it first or let it finish")
+        if all(st.get("status") == "done" for st in statuses):
+            raise UserError(f"run.resume={str(path)!r} is done (trained and evaluated); nothing to resume. "
+                            "To train longer, start a new run with a larger agent.total_timesteps")
         return resolved
     what = "does not exist" if not resolved.exists() else f"has no {runs.CONFIG_FILE}"
     raise UserError(f"run.resume={str(path)!r} is not a run directory ({resolved} {what}); give a run "
