@@ -63,22 +63,25 @@ def test_user_errors(tmp_path, capsys, args, message):
 
 def test_trained_run_dir_policy_replays_the_trainers_test_evaluation(tmp_path):
     """`--policy RUN_DIR` rebuilds the agent from its checkpoint; over the whole test split its greedy
-    actions and equity must equal the trainer's own evaluation of that agent (telemetry.parquet)."""
+    actions and equity must equal the trainer's own evaluation of that agent (telemetry.parquet), and its
+    summary the split's eval_summary.json. The run's episode_length (8 bars) is far shorter than the test
+    split: it scales the agent's bars_in_position observation but must not cut the episode."""
     import numpy as np
 
     from tradelab_jax import runs, train
 
     assert train.main([
-        f"data.id={DATASET}", "agent.num_envs=2", "agent.num_steps=16", "agent.total_timesteps=64",
-        "agent.num_minibatches=1", "agent.update_epochs=1", "network.hidden_sizes=[8]", "run.chunk_updates=2",
-        "run.progress=false", "run.print_summary=false", f"run.outputs={tmp_path / 'outputs'}", "run.tag=ep",
-        "seed=4",
+        f"data.id={DATASET}", "env.episode_length=8", "agent.num_envs=2", "agent.num_steps=16",
+        "agent.total_timesteps=64", "agent.num_minibatches=1", "agent.update_epochs=1",
+        "network.hidden_sizes=[8]", "run.chunk_updates=2", "run.progress=false", "run.print_summary=false",
+        f"run.outputs={tmp_path / 'outputs'}", "run.tag=ep", "seed=4",
     ]) == 0
     run_dir = next(runs.iter_runs(tmp_path / "outputs"))
     out = tmp_path / "episode"
     assert main(["--split", "test", "--policy", str(run_dir), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"] == DATASET and summary["policy"] == str(run_dir)
+    assert summary["knobs"]["episode_length"] == 8
     mine = pd.read_parquet(out / "telemetry.parquet")
     theirs = pd.read_parquet(run_dir / "telemetry.parquet")
     theirs = theirs[(theirs["split"] == "test") & (theirs["policy"] == "agent")]
@@ -86,3 +89,11 @@ def test_trained_run_dir_policy_replays_the_trainers_test_evaluation(tmp_path):
     np.testing.assert_array_equal(mine["t"].to_numpy(), theirs["t"].to_numpy())
     np.testing.assert_array_equal(mine["action"].to_numpy(), theirs["action"].to_numpy())
     np.testing.assert_allclose(mine["equity"].to_numpy(), theirs["equity"].to_numpy(), rtol=1e-6)
+    test = json.loads((run_dir / "eval_summary.json").read_text())["splits"]["test"]
+    agent, metrics = test["agent"], summary["metrics"]
+    assert agent["trades"] > 0  # the agent trades, so bars_in_position matters
+    assert (metrics["steps"], metrics["trades"]) == (agent["steps"], agent["trades"])
+    assert metrics["fees_paid"] == pytest.approx(agent["fees_paid"], rel=1e-9)
+    assert metrics["total_return"] == pytest.approx(agent["total_return"], rel=1e-9)
+    assert summary["asset_return"] == pytest.approx(test["asset_return"], rel=1e-12)
+    assert summary["terminated"] == agent["terminated"]

@@ -2,7 +2,12 @@
 
 The episode starts at the split's first valid bar and runs to its end (or ``--episode-length`` steps, or
 the kill switch). Policies: ``random`` (uniform buckets), ``flat`` (the bucket nearest 0),
-``buy_and_hold`` (the +1 bucket, else the largest) or a trained agent's run directory.
+``buy_and_hold`` (the +1 bucket, else the largest) or a trained agent's run directory. A run directory's
+agent trades as in the trainer's own evaluation (``tradelab_jax.training.evaluate``): the run's
+``env.episode_length`` scales its ``bars_in_position`` observation but does not cut the episode, so over a
+whole split its steps, trades, fees and returns are those of the split's ``agent`` in eval_summary.json.
+``asset_return`` is the asset's unlevered price change over the whole split, close of its last bar over
+close of its first decision bar, minus 1 (the split's ``asset_return`` in eval_summary.json).
 Outputs in ``--out``: ``telemetry.parquet`` (one row per step), ``summary.json`` and ``equity.png``.
 """
 
@@ -31,13 +36,18 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"--policy {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
     if is_gymnax(config):
         raise UserError(f"--policy {run_dir} trained on a gymnax environment; episodes replay trading agents")
-    knobs = {k: v for k, v in trading_knobs(config).items() if k not in ("random_start", "episode_length")}
+    from tradelab_jax.env.knobs import resolve_knobs
+
+    all_knobs = trading_knobs(config)
+    knobs = {k: v for k, v in all_knobs.items() if k not in ("random_start", "episode_length")}
     return {
         "config": config,
         "dataset": config["data"]["id"],
         "features": load_feature_set(config.get("features") or "default"),
         "window": int(config["env"].get("window", 1)),
         "knobs": knobs,
+        # Scales the agent's bars_in_position observation, as in training and evaluation.
+        "episode_length": int(resolve_knobs(all_knobs)["episode_length"]),
     }
 
 
@@ -158,7 +168,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--window", type=int, default=None,
                         help="feature rows per observation (default: the run's, else 1)")
     parser.add_argument("--episode-length", type=int, default=None,
-                        help="steps (default: from the split's first valid bar to its end)")
+                        help="steps (default: from the split's first valid bar to its end); with "
+                             "--policy RUN_DIR the run's env.episode_length still scales the observation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random policy (default 0)")
     parser.add_argument("--lake", default=None, help="data lake (default: data/ or $TRADELAB_LAKE)")
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
@@ -224,14 +235,22 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
 
     knobs = dict(knobs or {})
     market = data.load(dataset, lake=lake)
-    length = episode_length if episode_length is not None else len(market)
+    settings = run_settings(run_dir) if run_dir is not None else None
+    if settings is not None:
+        # The trainer's evaluation: the run's episode_length (the observation's scale), no truncation.
+        length = settings["episode_length"]
+    else:
+        length = episode_length if episode_length is not None else len(market)
     env, params = make(dataset, features=features, split=split, lake=lake, window=window,
                        random_start=False, episode_length=length, **knobs)
-    if run_dir is not None:
-        policy = load_policy(run_dir, env, params, run_settings(run_dir)["config"])
+    first, last_bar = int(params.start_min), int(params.last_bar)
+    if settings is not None:
+        policy = load_policy(run_dir, env, params, settings["config"])
+        n_steps = last_bar - first if episode_length is None else min(episode_length, last_bar - first)
+        telemetry = _run_steps(env, params, policy, jax.random.key(seed), n_steps)
     else:
         policy = baseline_policy(policy_name, np.asarray(params.position_buckets), env.num_actions)
-    telemetry = run_episode(env, params, policy, jax.random.key(seed))
+        telemetry = run_episode(env, params, policy, jax.random.key(seed))
 
     ts = np.asarray(market.bars["ts"])
     close = np.asarray(market.bars["close"], np.float64)
@@ -244,7 +263,7 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
     initial_cash = float(params.initial_cash)
     tf_ms = float(market.manifest.get("timeframe_ms") or np.median(np.diff(ts)))
     metrics = summarize(telemetry, initial_cash=initial_cash, bars_per_year=bars_per_year(tf_ms))
-    start_close, end_close = close[t[0]], close[t[-1] + 1]
+    start_close = close[first]
     summary = {
         "dataset": dataset,
         "split": split,
@@ -255,7 +274,10 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
         "first_decision": _iso(ts[t[0]]),
         "last_mark": _iso(ts[t[-1] + 1]),
         "terminated": bool(telemetry["terminated"][-1]),
-        "asset_return": float(end_close / start_close - 1.0),  # the price change, unlevered
+        # The unlevered price change over the whole split (not just the steps run, which a kill switch
+        # can cut short): tradelab_jax.training.evaluate.asset_return's formula, computed here because
+        # importing that module pulls in the training stack (flax, optax, omegaconf).
+        "asset_return": float(close[last_bar] / close[first] - 1.0),
         "knobs": _knobs_json({**knobs, "random_start": False, "episode_length": length}),
         "metrics": metrics,
     }
@@ -271,6 +293,20 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
                 label=policy_name if run_dir is None else "agent",
                 benchmark_label="the asset (1x, no fees)")
     return summary
+
+
+def _run_steps(env: Any, params: Any, policy: Any, key: Any, n_steps: int) -> dict:
+    """Like ``run_episode`` but for ``n_steps`` from the first valid bar, whatever ``episode_length``
+    (which only scales the observation here); ends at the first termination (included)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from tradelab_jax.env.rollout import _episode
+
+    out = _episode(env, policy, n_steps, params, key, jnp.asarray(params.start_min))
+    out = {k: np.asarray(v) for k, v in out.items()}
+    ended = np.flatnonzero(out["terminated"])
+    return {k: v[: ended[0] + 1] for k, v in out.items()} if ended.size else out
 
 
 def _iso(ms: int) -> str:
