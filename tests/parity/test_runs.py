@@ -147,3 +147,24 @@ def test_parity_of_two_different_experiments_says_their_configs_differ(multirun,
     assert parity_main([str(a), "--against", str(b), "--out", str(tmp_path / "same"), "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"][0]["rows"]}
     assert rows["config (what is computed)"]["ok"]
+
+
+def test_parity_never_writes_into_the_checked_run(multirun, capsys):
+    run_dir = _points(multirun)[0]
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    for out in (run_dir, run_dir / "check"):
+        assert cli.main(["parity", str(run_dir), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --out") and "is inside the checked run directory" in err, err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+
+
+def test_relative_difference_of_an_all_zero_reference_is_the_absolute_one():
+    import warnings
+
+    from tradelab_jax.parity.compare import max_differences
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow RuntimeWarning
+        assert max_differences([3.0, 0.0], [0.0, 0.0]) == (3.0, 3.0)
+    assert max_differences([1.1, 2.0], [1.0, 2.0])[1] == pytest.approx(0.1)

@@ -257,6 +257,12 @@ def run_dir_mode(args: argparse.Namespace) -> int:
         reference = checks.check_run_dir(args.against, "--against run directory")
         if reference == subject:
             raise UserError("--against names the run directory itself; give another run to compare with")
+    if args.out is not None:
+        target = args.out.expanduser().resolve()
+        for checked in [subject, *([reference] if args.against is not None else [])]:
+            if target == checked or checked in target.parents:
+                raise UserError(f"--out {str(args.out)!r} is inside the checked run directory {checked}; "
+                                "parity never writes into a checked run, so give a directory outside it")
     out = _prepare_out(args.out, subject.name)
     meta: dict[str, Any] = {"mode": "run_dir", "subject": checks.describe_run(subject)}
     if args.against is None:

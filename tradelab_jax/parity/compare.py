@@ -72,7 +72,7 @@ def max_differences(a: Any, b: Any) -> tuple[float, float]:
 
     The relative difference divides by ``max(|b|, 1e-6 * max|b|)``: near-zero reference values (a z-score
     crossing zero) would otherwise make it meaningless, while the scale floor keeps it a fraction of the
-    quantity's own magnitude.
+    quantity's own magnitude. An all-zero reference has no magnitude; there the absolute difference is used.
     """
     a, b = _as_float(a), _as_float(b)
     both = np.isfinite(a) & np.isfinite(b)
@@ -80,7 +80,8 @@ def max_differences(a: Any, b: Any) -> tuple[float, float]:
         return 0.0, 0.0
     d = np.abs(a[both] - b[both])
     ref = np.abs(b[both])
-    floor = max(1e-6 * float(ref.max()), np.finfo(np.float64).tiny)
+    # An all-zero reference has no scale: the absolute difference stands in for the relative one.
+    floor = 1e-6 * float(ref.max()) if ref.max() > 0 else 1.0
     return float(d.max()), float((d / np.maximum(ref, floor)).max())
 
 
