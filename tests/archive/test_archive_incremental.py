@@ -22,7 +22,8 @@ def test_repush_uploads_only_changed_files(s3, run_factory, random_bytes, tmp_pa
     calls = call_counter(client)
     res = push_run(client, spec, run, RUN)
     assert res.uploaded == [] and len(res.unchanged) == 5
-    assert calls["PutObject"] == 1 and calls["UploadPart"] == 0  # the manifest only
+    assert calls["PutObject"] == 0 and calls["UploadPart"] == 0  # nothing changed: nothing written
+    assert not res.written
 
     (run / "metrics.jsonl").write_bytes(b"a\nb\n")
     (run / "telemetry.parquet").write_bytes(b"new file")

@@ -16,8 +16,16 @@ from tradelab_jax.archive.config import (
     check_run_id,
     spec_from,
 )
-from tradelab_jax.archive.local import find_runs, run_id_for
-from tradelab_jax.archive.ops import human_size, list_runs, pull_run, push_run
+from tradelab_jax.archive.local import find_runs, is_run_dir, is_sweep_dir, is_under, run_id_for, sweeps_of
+from tradelab_jax.archive.ops import (
+    SWEEP_KIND,
+    PushResult,
+    human_size,
+    list_runs,
+    pull_tree,
+    push_run,
+    push_sweep,
+)
 from tradelab_jax.errors import UserError
 from tradelab_jax.paths import default_outputs
 
@@ -52,14 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[s3, outputs, verbose],
         help="upload run directories (only files that changed), then their manifest",
         description="Upload run directories to s3://BUCKET/PREFIX/runs/<run_id>/. Only files whose sha256 "
-        "differs from the archived manifest are uploaded; an interrupted multipart upload is resumed.",
+        "differs from the archived manifest are uploaded; an interrupted multipart upload is resumed. A "
+        "packed sweep's own files (packed.json, .hydra/) go with any of its points.",
         epilog=EPILOG,
     )
     push.add_argument(
         "run_dirs",
         nargs="*",
         metavar="RUN_DIR",
-        help="a run folder, a folder of runs (e.g. a multirun), or a run id under the outputs root",
+        help="a run folder, a packed sweep folder, the outputs root or a folder below it (e.g. "
+        "outputs/multirun), or a run id under the outputs root",
     )
     push.add_argument(
         "--run-id", help="archive a single run under this id instead of its path under --outputs"
@@ -85,17 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[s3, outputs, verbose],
         help="restore archived runs under the outputs root",
         description="Download archived runs to <outputs>/<run_id>/ with every file's sha256 verified; "
-        "files already present and identical are kept.",
+        "files already present and identical are kept. A sweep id pulls the sweep's files and every point; "
+        "a point id brings its sweep's files (packed.json, .hydra/) along.",
         epilog=EPILOG,
     )
-    pull.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="e.g. 20261126T120000Z_demo")
+    pull.add_argument(
+        "run_ids", nargs="+", metavar="RUN_ID", help="e.g. 20261126T120000Z_demo or multirun/<ts>_<tag>"
+    )
     pull.add_argument("--force", action="store_true", help="replace local files that differ from the archive")
 
     ls = sub.add_parser(
         "list",
         parents=[s3],
-        help="archived runs: id, status, files, size, pushed at",
-        description="List the runs archived under s3://BUCKET/PREFIX/runs/.",
+        help="archived runs and sweeps: id, status, files, size, pushed at",
+        description="List the runs and sweeps archived under s3://BUCKET/PREFIX/runs/.",
         epilog=EPILOG,
     )
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -126,15 +139,23 @@ def main(argv: list[str]) -> int:
 def _resolve_run_dir(arg: str, outputs: Path) -> Path:
     path = Path(arg).expanduser()
     if path.is_dir():
-        return path.resolve()
-    under_outputs = outputs / arg
-    if not path.is_absolute() and under_outputs.is_dir():
+        path = path.resolve()
+    elif not path.is_absolute() and (outputs / arg).is_dir():
         check_run_id(arg)
-        return under_outputs.resolve()
-    raise UserError(
-        f"no run directory {arg!r}: give the path of a run folder (one holding status.json) "
-        f"or a run id under {outputs}"
-    )
+        path = (outputs / arg).resolve()
+    else:
+        raise UserError(
+            f"no run directory {arg!r}: give the path of a run folder (one holding status.json) "
+            f"or a run id under {outputs}"
+        )
+    # Refuse up front what is neither a run, a sweep, nor the outputs tree: never walk an arbitrary tree.
+    if not (is_run_dir(path) or is_sweep_dir(path) or is_under(path, outputs)):
+        raise UserError(
+            f"{path} is not a run folder, a packed sweep folder or a folder under the outputs root "
+            f"{outputs}: push accepts a run folder (holding status.json), a sweep folder (holding "
+            "packed.json), a run id, or the outputs root or a folder below it (--outputs names another root)"
+        )
+    return path
 
 
 def _runs_to_push(args: argparse.Namespace, outputs: Path) -> list[Path]:
@@ -169,9 +190,9 @@ def _push(client, spec: ArchiveSpec, args, outputs: Path, log) -> int:
     if not runs:
         print(f"no run under {outputs} changed after {args.newer_than}; nothing to push", file=sys.stderr)
         return 0
+    kwargs = {"log": log} if log else {}
     for run_dir in runs:
         run_id = run_id_for(run_dir, outputs, args.run_id)
-        kwargs = {"log": log} if log else {}
         res = push_run(
             client,
             spec,
@@ -182,22 +203,44 @@ def _push(client, spec: ArchiveSpec, args, outputs: Path, log) -> int:
             prune=args.prune,
             **kwargs,
         )
-        pruned = f", {len(res.pruned)} pruned" if res.pruned else ""
-        print(
-            f"pushed {res.run_id} -> {res.url}: {len(res.uploaded)} uploaded "
-            f"({human_size(res.uploaded_bytes)}), {len(res.unchanged)} unchanged{pruned}"
+        _report_push(res)
+    # Then each packed sweep those runs belong to: its packed.json and .hydra/, manifest last.
+    for sweep_dir in [] if args.run_id else sweeps_of(runs, outputs):
+        sweep_id = run_id_for(sweep_dir, outputs, None)
+        res = push_sweep(
+            client, spec, sweep_dir, sweep_id, check_remote=args.check_remote, prune=args.prune, **kwargs
         )
+        _report_push(res)
     return 0
 
 
-def _pull(client, spec: ArchiveSpec, args, outputs: Path, log) -> int:
-    for run_id in args.run_ids:
-        kwargs = {"log": log} if log else {}
-        res = pull_run(client, spec, run_id.rstrip("/"), outputs, force=args.force, **kwargs)
+def _report_push(res: PushResult) -> None:
+    label = f"{res.run_id} (sweep files)" if res.kind == SWEEP_KIND else res.run_id
+    pruned = f", {len(res.pruned)} pruned" if res.pruned else ""
+    if res.written:
         print(
-            f"pulled {res.run_id} -> {res.dest}: {len(res.downloaded)} downloaded "
-            f"({human_size(res.downloaded_bytes)}), {len(res.unchanged)} unchanged"
+            f"pushed {label} -> {res.url}: {len(res.uploaded)} uploaded "
+            f"({human_size(res.uploaded_bytes)}), {len(res.unchanged)} unchanged{pruned}"
         )
+    else:
+        print(
+            f"unchanged {label} -> {res.url}: all {len(res.unchanged)} files already archived, "
+            f"nothing written{pruned}"
+        )
+
+
+def _pull(client, spec: ArchiveSpec, args, outputs: Path, log) -> int:
+    kwargs = {"log": log} if log else {}
+    for run_id in args.run_ids:
+        tree = pull_tree(client, spec, run_id.rstrip("/"), outputs, force=args.force, **kwargs)
+        for res in tree.results:
+            label = f"{res.run_id} (sweep files)" if res.kind == SWEEP_KIND else res.run_id
+            print(
+                f"pulled {label} -> {res.dest}: {len(res.downloaded)} downloaded "
+                f"({human_size(res.downloaded_bytes)}), {len(res.unchanged)} unchanged"
+            )
+        if tree.note:
+            print(f"note: {tree.note}", file=sys.stderr)
     return 0
 
 
@@ -210,8 +253,17 @@ def _list(client, spec: ArchiveSpec, args) -> int:
         print(f"no archived runs in {spec.url(spec.runs_root)}")
         return 0
     table = [("RUN ID", "STATUS", "FILES", "SIZE", "PUSHED AT")]
-    table += [(r["id"], r["status"], str(r["files"]), human_size(r["size"]), r["pushed_at"]) for r in rows]
+    table += [
+        (r["id"], _status_cell(r), str(r["files"]), human_size(r["size"]), r["pushed_at"]) for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _status_cell(row: dict) -> str:
+    if row.get("kind") != SWEEP_KIND:
+        return row["status"]
+    n = len(row.get("points", []))
+    return f"sweep: {n} point{'s' if n != 1 else ''} {row['status']}"

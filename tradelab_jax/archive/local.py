@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tradelab_jax.archive.config import MANIFEST_NAME, ArchiveSpec, check_run_id
 from tradelab_jax.errors import UserError
+from tradelab_jax.runs import PACKED_FILE
 
 RUN_MARKERS = ("status.json",)  # the run-directory contract: every run has one
 _TEMP_FILE = re.compile(r"^\..+\.tmp$")  # tradelab_jax.io's half-written atomic files
@@ -51,6 +53,30 @@ class LocalFile:
 
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and any((path / marker).is_file() for marker in RUN_MARKERS)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """A packed sweep's folder: it holds packed.json above its point directories and is no run itself."""
+    return path.is_dir() and (path / PACKED_FILE).is_file() and not is_run_dir(path)
+
+
+def sweeps_of(run_dirs: list[Path], outputs: Path) -> list[Path]:
+    """The packed sweeps (below the outputs root) that hold any of ``run_dirs``, innermost first."""
+    outputs = outputs.resolve()
+    found: dict[Path, None] = {}
+    for run_dir in run_dirs:
+        for parent in run_dir.resolve().parents:
+            if parent == outputs or outputs not in parent.parents:
+                break
+            if is_sweep_dir(parent):
+                found[parent] = None
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def is_under(path: Path, root: Path) -> bool:
+    """Whether ``path`` is ``root`` or a folder below it (both resolved)."""
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -99,11 +125,17 @@ def _skipped(rel: str, path: Path) -> bool:
     return path.is_symlink() or not path.is_file()
 
 
-def scan_run(run_dir: Path, spec: ArchiveSpec) -> list[LocalFile]:
-    """Every plain file of the run with its digests, in path order."""
+def scan_run(
+    run_dir: Path, spec: ArchiveSpec, skip_dir: Callable[[Path], bool] | None = None
+) -> list[LocalFile]:
+    """Every plain file of the run with its digests, in path order (folders ``skip_dir`` names excluded)."""
     files: list[LocalFile] = []
     for dirpath, dirnames, filenames in os.walk(run_dir):
-        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not (Path(dirpath) / d).is_symlink() and not (skip_dir and skip_dir(Path(dirpath) / d))
+        )
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(run_dir).as_posix()
@@ -111,6 +143,24 @@ def scan_run(run_dir: Path, spec: ArchiveSpec) -> list[LocalFile]:
                 continue
             files.append(hash_file(path, rel, spec.part_size_for(path.stat().st_size)))
     return files
+
+
+def scan_sweep(sweep_dir: Path, spec: ArchiveSpec) -> list[LocalFile]:
+    """The sweep-level files of a packed sweep (packed.json, its .hydra/, ...): everything in the sweep
+    folder except its point directories and any run or sweep nested below it."""
+
+    def is_point(d: Path) -> bool:
+        return (d.parent == sweep_dir and d.name.isdigit()) or is_run_dir(d) or is_sweep_dir(d)
+
+    return scan_run(sweep_dir, spec, skip_dir=is_point)
+
+
+def sweep_points(sweep_dir: Path) -> list[str]:
+    """The sweep's run directories as paths relative to it ('0', '1', ...), in numeric order."""
+    def order(p: Path) -> list[tuple[int, str]]:
+        return [(int(x), "") if x.isdigit() else (-1, x) for x in p.relative_to(sweep_dir).parts]
+
+    return [p.relative_to(sweep_dir).as_posix() for p in sorted(find_runs(sweep_dir), key=order)]
 
 
 def hash_file(path: Path, rel: str, part_size: int | None) -> LocalFile:
