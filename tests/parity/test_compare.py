@@ -68,3 +68,17 @@ def test_report_verdict_json_and_table():
     table = format_table(doc)
     assert "loss per update" in table and "FAIL (1)" in table
     assert table.splitlines()[-1].startswith("FAIL: 1 of 2")
+
+
+def test_metrics_without_a_common_update_compare_no_per_update_values(tmp_path):
+    from tradelab_jax import runs
+    from tradelab_jax.parity.checks import compare_metrics
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, updates in ((a, (2, 4)), (b, (3, 6, 9))):
+        d.mkdir()
+        for u in updates:
+            runs.append_metrics(d, {"update": u, "loss": 0.5, "lr": 1e-3})
+    rows = compare_metrics(a, b, "exact")
+    assert [r.name for r in rows] == ["metrics lines (updates)"]
+    assert not rows[0].ok and rows[0].note == "no update number in common, so no per-update value is compared"

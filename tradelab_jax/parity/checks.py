@@ -182,6 +182,9 @@ def compare_metrics(subject: Path, reference: Path, profile: str) -> list[Row]:
                            [m.get("update") for m in b], Tolerance(), discrete=True)]
     by_a = {m.get("update"): m for m in a}
     updates = [m.get("update") for m in b if m.get("update") in by_a]
+    if not updates:  # nothing to line up: per-update rows would compare zero values and read "ok"
+        rows[0].note = "no update number in common, so no per-update value is compared"
+        return rows
     skip = set(_timing_fields())
     keys = [k for k in b[-1] if k not in skip]
     for key in keys:
