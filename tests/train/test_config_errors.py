@@ -227,3 +227,4 @@ def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path):
     assert {p.name: p.read_bytes() for p in cut.glob(".hydra/*")} == launch_record  # not rewritten
     with pytest.raises(UserError, match=r"is done \(trained and evaluated\); nothing to resume"):
         train.main([f"run.resume={cut}"])
+

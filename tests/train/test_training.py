@@ -189,3 +189,17 @@ def test_packed_sweep_on_the_trading_env_evaluates_every_point(outputs):
         assert runs.read_config(d)["env"]["risk_pct"] == risk
         test = runs.read_eval_summary(d)["splits"]["test"]
         assert test["bars"] > 10_000 and "total_return" in test["agent"]
+
+
+def test_status_keeps_the_last_known_episode_return(tmp_path):
+    from tradelab_jax.training import session
+
+    # 2 envs x 4 steps per update, one update per chunk: most chunks end no CartPole episode.
+    plain = _plain([*TINY_GYMNAX, "agent.num_steps=4", "agent.total_timesteps=96", "run.chunk_updates=1",
+                      "agent.num_minibatches=1", "run.eval=false", "seed=1"])
+    run_dir = tmp_path / "run"
+    assert session.train_config(plain, run_dir)["status"] == "done"
+    returns = [m["mean_episode_return"] for m in runs.read_metrics(run_dir)]
+    known = [r for r in returns if r is not None]
+    assert returns[-1] is None and known, returns  # the case that used to leave status.json with null
+    assert runs.read_status(run_dir)["mean_episode_return"] == known[-1]
