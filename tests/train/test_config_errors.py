@@ -228,3 +228,14 @@ def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path):
     with pytest.raises(UserError, match=r"is done \(trained and evaluated\); nothing to resume"):
         train.main([f"run.resume={cut}"])
 
+
+
+def test_spot_costs_preset_composes_and_validates():
+    from tradelab_jax.training.validate import check_config
+
+    plain = _compose(["experiment=spot_costs"])
+    env = plain["env"]
+    assert (env["maker_fee"], env["taker_fee"], env["slippage_bps"]) == (0.001, 0.001, 2.0)
+    assert env["order_type"] == "market" and env["max_leverage"] == 1.0
+    assert plain["run"]["tag"] == "spot_costs"
+    check_config(plain)
