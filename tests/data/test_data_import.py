@@ -260,11 +260,11 @@ BROKEN = {
     ),
     "text in a price column": (
         _csv(_edit("close", 7, "abc")),
-        "column 'close' has the non-numeric value 'abc' at row 7",
+        "column 'close' has the non-numeric value 'abc' at data row 8",
     ),
     "text prices in parquet": (
         _parquet_string_close,
-        "column 'close' has the non-numeric value 'n/a' at row 3",
+        "column 'close' has the non-numeric value 'n/a' at data row 4",
     ),
     "off-grid times": (
         _csv(lambda df: df.assign(ts=df.ts + 7)),
@@ -275,7 +275,7 @@ BROKEN = {
         _csv(lambda df: df.assign(ts=["yesterday"] * len(df))),
         "value 'yesterday' is not a time",
     ),
-    "empty time cell": (_csv(_edit("ts", 3, np.nan)), "empty time at row 3"),
+    "empty time cell": (_csv(_edit("ts", 3, np.nan)), "empty time at data row 4"),
     "no time column": (_csv(lambda df: df.drop(columns="ts")), "has no time column"),
     "no volume column": (_csv(lambda df: df.drop(columns="volume")), "has no 'volume' column"),
     "truncated parquet": (_truncated_parquet, "is not a readable Parquet file; it may be truncated"),

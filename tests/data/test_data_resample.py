@@ -165,7 +165,7 @@ def test_trades_to_bars_skip_leaves_gaps(run_data, tmp_path):
 @pytest.mark.parametrize(
     "edit,text",
     [
-        (lambda df: df.assign(side="long"), "column 'side' has 'long' at row 0; expected buy or sell"),
+        (lambda df: df.assign(side="long"), "column 'side' has 'long' at data row 1; expected buy or sell"),
         (lambda df: df.assign(price=-df.price), "column 'price' has the invalid value"),
         (lambda df: df.drop(columns="amount"), "has no amount column"),
         (lambda df: df.iloc[:0], "has no rows"),

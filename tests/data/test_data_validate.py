@@ -145,7 +145,7 @@ CORPUS = {
     "duplicate timestamps": (
         lambda lake: rewrite_first_file(lake, with_value("ts", 10, 1761782400000 + 9 * 60_000)),
         "unique",
-        "1 duplicate timestamp(s), first at 2025-10-30T00:09:00Z (row 10)",
+        "1 duplicate timestamp(s), first at 2025-10-30T00:09:00Z (data row 11)",
     ),
     "unsorted timestamps": (
         lambda lake: rewrite_first_file(lake, with_value("ts", 10, 1761782400000 + 3 * 60_000)),

@@ -207,7 +207,7 @@ def to_epoch_ms(series: pd.Series, name: str, source: str) -> tuple[np.ndarray, 
     """Times in ms, s, µs, ns or ISO text (naive = UTC) as int64 epoch milliseconds, and the unit found."""
     if series.isna().any():
         row = int(np.flatnonzero(series.isna().to_numpy())[0])
-        raise DataError(f"input file {source} column {name!r} has an empty time at row {row}")
+        raise DataError(f"input file {source} column {name!r} has an empty time at data row {row + 1}")
     if pd.api.types.is_datetime64_any_dtype(series):
         stamps = pd.to_datetime(series, utc=True)
         return stamps.dt.as_unit("ms").astype("int64").to_numpy(), "datetime"
@@ -273,7 +273,7 @@ def to_float(series: pd.Series, name: str, source: str) -> np.ndarray:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
             f"input file {source} column {name!r} has the non-numeric value {series.iloc[row]!r} "
-            f"at row {row}; expected numbers"
+            f"at data row {row + 1}; expected numbers"
         )
     return numeric.to_numpy(dtype="float64", na_value=np.nan)
 

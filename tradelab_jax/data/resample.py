@@ -194,15 +194,15 @@ def trades_to_bars(
     bad = np.flatnonzero(~np.isin(side, ["buy", "sell"]))
     if len(bad):
         raise DataError(
-            f"trades file {source} column {side_col!r} has {frame[side_col].iloc[bad[0]]!r} at row {bad[0]}; "
-            "expected buy or sell (the taker's side)"
+            f"trades file {source} column {side_col!r} has {frame[side_col].iloc[bad[0]]!r} at data row "
+            f"{bad[0] + 1}; expected buy or sell (the taker's side)"
         )
     for name, values, ok in (("price", price, price > 0), ("amount", amount, amount >= 0)):
         wrong = np.flatnonzero(~(np.isfinite(values) & ok))
         if len(wrong):
             raise DataError(
-                f"trades file {source} column {name!r} has the invalid value {values[wrong[0]]!r} at row "
-                f"{wrong[0]}; expected a finite number {'> 0' if name == 'price' else '>= 0'}"
+                f"trades file {source} column {name!r} has the invalid value {values[wrong[0]]!r} at data "
+                f"row {wrong[0] + 1}; expected a finite number {'> 0' if name == 'price' else '>= 0'}"
             )
     id_col = _column(frame, TRADE_ID, "trade id", source, required=False)
     keys = [ts]

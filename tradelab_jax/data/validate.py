@@ -84,7 +84,7 @@ class Report:
 def _where(ts: np.ndarray, rows: np.ndarray, offset: int = 0) -> str:
     i = int(rows[0])
     stamp = ms_to_iso(int(ts[i])) if np.isfinite(ts[i]) else "?"
-    return f"first at {stamp} (row {i + offset})"
+    return f"first at {stamp} (data row {i + offset + 1})"
 
 
 def check_bars(bars: dict[str, np.ndarray], tf_ms: int) -> tuple[list[Finding], list[dict]]:
