@@ -247,7 +247,7 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
     if settings is not None:
         policy = load_policy(run_dir, env, params, settings["config"])
         n_steps = last_bar - first if episode_length is None else min(episode_length, last_bar - first)
-        telemetry = _run_steps(env, params, policy, jax.random.key(seed), n_steps)
+        telemetry = run_episode(env, params, policy, jax.random.key(seed), n_steps=n_steps)
     else:
         policy = baseline_policy(policy_name, np.asarray(params.position_buckets), env.num_actions)
         telemetry = run_episode(env, params, policy, jax.random.key(seed))
@@ -293,20 +293,6 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
                 label=policy_name if run_dir is None else "agent",
                 benchmark_label="the asset (1x, no fees)")
     return summary
-
-
-def _run_steps(env: Any, params: Any, policy: Any, key: Any, n_steps: int) -> dict:
-    """Like ``run_episode`` but for ``n_steps`` from the first valid bar, whatever ``episode_length``
-    (which only scales the observation here); ends at the first termination (included)."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    from tradelab_jax.env.rollout import _episode
-
-    out = _episode(env, policy, n_steps, params, key, jnp.asarray(params.start_min))
-    out = {k: np.asarray(v) for k, v in out.items()}
-    ended = np.flatnonzero(out["terminated"])
-    return {k: v[: ended[0] + 1] for k, v in out.items()} if ended.size else out
 
 
 def _iso(ms: int) -> str:

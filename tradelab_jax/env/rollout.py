@@ -22,14 +22,15 @@ def episode_steps(params: EnvParams, start: int | None = None) -> int:
 
 
 def run_episode(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array,
-                start: int | None = None) -> dict[str, np.ndarray]:
+                start: int | None = None, n_steps: int | None = None) -> dict[str, np.ndarray]:
     """Telemetry of one episode from ``start`` (default ``params.start_min``), with ``action`` added.
 
-    Ends at truncation (``episode_length`` steps or the split's last bar) or at the first termination
-    (included). The episode runs under one ``lax.scan``; nothing resets.
+    Ends at truncation (``episode_length`` steps or the split's last bar; ``n_steps`` replaces that count,
+    e.g. to trade a whole split while ``episode_length`` only scales the observation) or at the first
+    termination (included). The episode runs under one ``lax.scan``; nothing resets.
     """
     first = int(params.start_min) if start is None else int(start)
-    n_steps = episode_steps(params, first)
+    n_steps = episode_steps(params, first) if n_steps is None else int(n_steps)
     out = _episode(env, policy, n_steps, params, key, jnp.asarray(first, params.start_min.dtype))
     out = {k: np.asarray(v) for k, v in out.items()}
     ended = np.flatnonzero(out["terminated"])
