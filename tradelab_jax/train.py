@@ -345,12 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         for err in _STATE["errors"]:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    for r in _STATE["results"]:
-        if r["status"] == "cancelled":
-            dirs = [Path(d) for d in r["dirs"]]
-            target = dirs[0] if len(dirs) == 1 else dirs[0].parent  # a packed sweep resumes as a whole
-            print(f"cancelled after update {r['result'].update}; the last checkpoint is kept. Continue with: "
-                  f"tradelab train run.resume={target}", file=sys.stderr)
     statuses = {r["status"] for r in _STATE["results"]}
     return 130 if "cancelled" in statuses else 0
 

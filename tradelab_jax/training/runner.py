@@ -269,30 +269,18 @@ def train_points(
                         runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
                     break
 
-    if status == "done" and run_cfg.get("eval", True):
-        print(_evaluation_note(base), file=stream)
     timings = {
         "wall_s": prev_wall + time.perf_counter() - t_start,
         "compile_s": prev_compile + compile_s,
         "train_s": prev_train + train_s,
         "env_steps": update * spec.steps_per_update,
     }
-    trained_s = timings["train_s"]
     timings["steps_per_s"] = (update - start_update) * spec.steps_per_update / train_s if train_s > 0 else 0.0
     timings["steps_per_s_all_points"] = timings["steps_per_s"] * S
     timings["compiles"] = len(compiled) - compiles_before
-    del trained_s
     result = TrainResult(status=status, params=host_state.params if update > start_update else
                          jax.device_get(state.params), state=state, update=update, timings=timings)
     return result
-
-
-def _evaluation_note(config: dict[str, Any]) -> str:
-    """What happens between the bar reaching 100% and the summary (seconds on a CPU)."""
-    if (config.get("env") or {}).get("kind") == "gymnax":
-        return f"evaluating the greedy policy over {config['run'].get('eval_episodes', 32)} episodes"
-    splits = ", ".join(config["run"].get("eval_splits") or ["val", "test"])
-    return f"evaluating on {splits}: the agent and the buy_and_hold, flat and random baselines"
 
 
 _PROGRAMS: dict[Any, tuple[Any, Any, dict[int, Any]]] = {}

@@ -41,13 +41,13 @@ def train_config(plain: dict[str, Any], out_dir: Path, *, multirun_job: int | No
 
 def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
     """Continue a run directory, or every point of a packed sweep directory, from its last checkpoint."""
-    path = Path(path).expanduser().resolve()
+    from tradelab_jax.training.validate import check_resume
+
+    path = check_resume(path)  # a run or packed sweep that is neither done nor still running
     if (path / runs.PACKED_FILE).exists():
         dirs, root = runs.point_dirs(path), path
-    elif (path / runs.CONFIG_FILE).exists():
-        dirs, root = [path], None
     else:
-        raise UserError(f"run.resume={str(path)!r} is not a run directory (no {runs.CONFIG_FILE} there)")
+        dirs, root = [path], None
     points = [runs.read_config(d) for d in dirs]
     for p in points:
         p["run"].update(runtime or {})
@@ -64,6 +64,8 @@ def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
 
     try:
         result = train_points(points, dirs, root=root, resume=resume, should_stop=should_stop)
+        if result.status == "cancelled":
+            print(_stop_note(dirs, root, update=result.update), file=sys.stderr)
         if result.status == "done":
             summaries = finish(points, dirs, result)
             if points[0]["run"].get("print_summary", True):
@@ -83,13 +85,16 @@ def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
                 if state == "failed" and not isinstance(err, UserError):
                     (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
         if isinstance(err, KeyboardInterrupt):
-            print(_interrupted_note(dirs, root), file=sys.stderr)
+            print(_stop_note(dirs, root), file=sys.stderr)
         raise
 
 
-def _interrupted_note(dirs: list[Path], root: Path | None) -> str:
-    """What a Ctrl-C left behind, and whether there is anything to resume."""
-    target = root if root is not None else dirs[0]
+def _stop_note(dirs: list[Path], root: Path | None, update: int | None = None) -> str:
+    """What a cancel (at ``update``) or a Ctrl-C left behind, and the command that continues it."""
+    target = root if root is not None else dirs[0]  # a packed sweep resumes as a whole
+    if update is not None:
+        return (f"cancelled after update {update}; the last checkpoint is kept. Continue with: tradelab "
+                f"train run.resume={target}")
     if all(runs.latest_checkpoint(d) is None for d in dirs):
         return (f"stopped before the first checkpoint: nothing to resume in {target} (it keeps the config "
                 "and status); start the run again")
@@ -142,6 +147,7 @@ def finish(points, dirs, result) -> list[dict[str, Any]]:
     cfg = points[0]
     summaries = []
     if cfg["run"].get("eval", True):
+        print(_evaluation_note(cfg), file=sys.stderr)  # seconds on a CPU after the bar reached 100%
         evals = evaluate.evaluate_points(points, result.params)
     else:
         evals = [{"splits": {}} for _ in points]
@@ -156,6 +162,14 @@ def finish(points, dirs, result) -> list[dict[str, Any]]:
         runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
         summaries.append(summary)
     return summaries
+
+
+def _evaluation_note(config: dict[str, Any]) -> str:
+    """What runs between the progress bar reaching 100% and the summary."""
+    if (config.get("env") or {}).get("kind") == "gymnax":
+        return f"evaluating the greedy policy over {config['run'].get('eval_episodes', 32)} episodes"
+    splits = ", ".join(config["run"].get("eval_splits") or ["val", "test"])
+    return f"evaluating on {splits}: the agent and the buy_and_hold, flat and random baselines"
 
 
 def _title(cfg: dict[str, Any]) -> str:
