@@ -1,9 +1,10 @@
 """Backfill bars from an exchange with ccxt ``fetch_ohlcv`` (``tradelab data ingest``).
 
 How it stays correct when interrupted: the bars already in the dataset's folder are the checkpoint. A run
-works out which bars of ``[since, until)`` are missing, fetches only those, and commits every page (month
-files atomically, then the manifest), so killing it loses at most the page in flight and re-running the
-same command continues from there, with no duplicate and no missing bar. Only closed candles are stored: the
+works out which bars of ``[since, until)`` are missing (:func:`plan_ingest`, pure), fetches only those, and
+commits every page (:meth:`IngestState.commit`: month files atomically, then the manifest), so killing it
+loses at most the page in flight and re-running the same command continues from there, with no duplicate
+and no missing bar. Only closed candles are stored: the
 cut-off is the exchange's own clock (``fetchTime``) when it has one. A bar listed as unconfirmed in the
 manifest (the last bar of a downloaded file) is fetched again and replaced by the exchange's final bar.
 """
@@ -298,6 +299,178 @@ def missing_ranges(have: np.ndarray, start: int, end: int, tf_ms: int) -> list[t
     return ranges
 
 
+@dataclass(frozen=True)
+class IngestPlan:
+    """What one run fetches and how the dataset will record it, worked out from what is stored (no I/O).
+
+    Times are UTC epoch ms on the timeframe's grid; ``holes`` are half-open ``[a, b)`` ranges of open times.
+    """
+
+    dataset_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    tf_ms: int
+    since_ms: int
+    end_ms: int  # exclusive: --until rounded up to the grid, or the exchange's last closed candle if earlier
+    holes: list[tuple[int, int]]
+    unconfirmed: list[int]  # stored bars that may not be final: fetched again and replaced
+    provenance_text: str
+    sources: list[dict]
+
+    @property
+    def total(self) -> int:
+        """Bars in the holes: the length of the progress bar."""
+        return sum((b - a) // self.tf_ms for a, b in self.holes)
+
+
+def plan_ingest(
+    *,
+    dataset_id: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    tf_ms: int,
+    since_ms: int,
+    until_ms: int | None,
+    now_ms: int,
+    stored_ts: np.ndarray | None,
+    manifest: dict | None,
+    api_url: str | None,
+    ccxt_version: str,
+) -> IngestPlan:
+    """The bars of ``[since_ms, until_ms)`` that have closed by ``now_ms`` (the exchange's clock) and are not
+    stored as final (``stored_ts``, less the manifest's unconfirmed bars); ``since_ms`` is on the grid."""
+    # Only candles that have closed by the exchange's clock are stored (a forming candle changes later).
+    closed_end = (now_ms // tf_ms) * tf_ms
+    end_ms = closed_end if until_ms is None else min(-(-until_ms // tf_ms) * tf_ms, closed_end)
+    if end_ms <= since_ms:
+        raise UserError(
+            f"nothing to fetch: no closed {timeframe} candle between {ms_to_iso(since_ms)} and "
+            f"{ms_to_iso(end_ms)} (exchange time {ms_to_iso(now_ms)})"
+        )
+    stored_ts = np.empty(0, "int64") if stored_ts is None else stored_ts
+    # Bars that may not be final count as missing, so they are fetched again and replaced.
+    unconfirmed = [int(t) for t in (manifest or {}).get("unconfirmed_ts") or []]
+    have = stored_ts[~np.isin(stored_ts, unconfirmed)]
+    text, sources = _provenance_with_run(
+        manifest, dataset_id, exchange, symbol, timeframe, since_ms, end_ms, api_url, ccxt_version
+    )
+    return IngestPlan(
+        dataset_id=dataset_id,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        tf_ms=tf_ms,
+        since_ms=since_ms,
+        end_ms=end_ms,
+        holes=missing_ranges(have, since_ms, end_ms, tf_ms),
+        unconfirmed=unconfirmed,
+        provenance_text=text,
+        sources=sources,
+    )
+
+
+def _provenance_with_run(
+    manifest: dict | None,
+    dataset_id: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    since_ms: int,
+    end_ms: int,
+    api_url: str | None,
+    ccxt_version: str,
+) -> tuple[str, list[dict]]:
+    """The dataset's provenance text and sources with this run added (once: a re-run adds nothing)."""
+    provenance = (manifest or {}).get("provenance") or {}
+    sources = list(provenance.get("sources") or [])
+    text = provenance.get("text") or _new_provenance(dataset_id, exchange, symbol, timeframe)
+    line = (
+        f"- `tradelab data ingest` fetched closed {exchange} {symbol} {timeframe} candles for "
+        f"{ms_to_iso(since_ms)} → {ms_to_iso(end_ms)} (exclusive) with ccxt {ccxt_version} fetchOHLCV"
+        + (f" from {api_url}" if api_url else "")
+        + "."
+    )
+    source = {
+        "kind": "ingest",
+        "exchange": exchange,
+        "api_url": api_url,
+        "ccxt": ccxt_version,
+        "since": ms_to_iso(since_ms),
+        "until": ms_to_iso(end_ms),
+    }
+    if source not in sources:
+        sources.append(source)
+    if line not in text:
+        heading = "## Ingested with tradelab"
+        text = text.rstrip() + ("\n" if heading in text else f"\n\n{heading}\n\n") + line + "\n"
+    return text, sources
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class IngestState:
+    """The dataset as committed so far; its folder is the checkpoint a re-run continues from."""
+
+    lake: Lake
+    plan: IngestPlan
+    bars: dict[str, np.ndarray]
+    manifest: dict | None  # None until the first write of a new dataset
+    unconfirmed: list[int]
+    new_bars: int = 0  # bars committed by this run (a replaced unconfirmed bar counts)
+
+    @classmethod
+    def start(
+        cls, lake: Lake, plan: IngestPlan, stored: dict[str, np.ndarray] | None, manifest: dict | None
+    ) -> IngestState:
+        bars = (
+            stored
+            if stored is not None
+            else {c: np.empty(0, "int64" if c == "ts" else "float64") for c in BAR_COLUMNS}
+        )
+        return cls(lake, plan, bars, manifest, list(plan.unconfirmed))
+
+    def rebuild_manifest(self) -> None:
+        """Rewrite the dataset from the stored bars: a run killed between writing a month file and the
+        manifest left the manifest one step behind."""
+        self.manifest = self._write(self.bars, self.unconfirmed)
+
+    def commit(self, page: dict[str, np.ndarray]) -> None:
+        """Merge a checked page (sorted, unique, on the grid): its bars replace stored bars with the same
+        open time, only its months' files are rewritten, then the manifest (each write atomic)."""
+        keep = ~np.isin(self.bars["ts"], page["ts"])
+        merged = concat([take(self.bars, keep), page], BAR_COLUMNS)
+        merged = take(merged, np.argsort(merged["ts"], kind="stable"))
+        # A fetched candle has closed, so it replaces an unconfirmed bar for good.
+        fetched = set(page["ts"].tolist())
+        unconfirmed = [t for t in self.unconfirmed if t not in fetched]
+        changed = {str(m) for m in np.unique(month_keys(page["ts"]))}
+        self.manifest = self._write(merged, unconfirmed, previous=self.manifest, changed_months=changed)
+        self.bars, self.unconfirmed = merged, unconfirmed
+        self.new_bars += len(page["ts"])
+
+    def _write(self, bars: dict[str, np.ndarray], unconfirmed: list[int], **only_changed: Any) -> dict:
+        plan = self.plan
+        return write_dataset(
+            self.lake,
+            dataset_id=plan.dataset_id,
+            exchange=plan.exchange,
+            symbol=plan.symbol,
+            timeframe=plan.timeframe,
+            bars=bars,
+            provenance_text=plan.provenance_text,
+            sources=plan.sources,
+            unconfirmed_ts=unconfirmed,
+            **only_changed,
+        )
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
 @contextlib.contextmanager
 def _dataset_lock(lake: Lake, dataset_id: str):
     """One writer per dataset: a second ingest of the same dataset is refused while the first runs.
@@ -427,7 +600,62 @@ def _ingest(
     until_ms = None if until is None else parse_time(until, "--until")
     if until_ms is not None and until_ms <= since_ms:
         raise UserError(f"--until {ms_to_iso(until_ms)} must be after --since {ms_to_iso(since_ms)}")
+    manifest, rel_dir, stored = _open_dataset(lake, dataset_id, exchange, symbol, timeframe, tf_ms)
+    ex, call, now_ms = _connect(exchange, symbol, timeframe, settings)
+    plan = plan_ingest(
+        dataset_id=dataset_id,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        tf_ms=tf_ms,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        now_ms=now_ms,
+        stored_ts=None if stored is None else stored["ts"],
+        manifest=manifest,
+        api_url=settings.api_url,
+        ccxt_version=_ccxt_version(),
+    )
+    limit = settings.limit or _default_limit(ex, symbol)
+    state = IngestState.start(lake, plan, stored, manifest)
+    warnings: list[str] = []
+    if stored is not None and not _manifest_matches(lake, manifest, rel_dir):
+        state.rebuild_manifest()
+        warnings.append(
+            f"the manifest of {dataset_id!r} did not match its files (an interrupted run); rebuilt it"
+        )
 
+    def fetch(cursor: int) -> Any:
+        what = f"fetchOHLCV {symbol} {timeframe} since {ms_to_iso(cursor)}"
+        return call(what, ex.fetch_ohlcv, symbol, timeframe, cursor, limit)
+
+    from tqdm import tqdm
+
+    with tqdm(
+        total=plan.total,
+        unit="bar",
+        desc=f"{dataset_id}",
+        disable=None if progress else True,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        _fetch_holes(plan, fetch, state, bar, warnings)
+    if state.manifest is None:
+        raise DataError(
+            f"{exchange} returned no {symbol} {timeframe} bars between {ms_to_iso(since_ms)} and "
+            f"{ms_to_iso(plan.end_ms)}; nothing was written"
+        )
+    if state.manifest.get("gaps"):
+        warnings.append(f"dataset {dataset_id!r} has " + describe_gaps(state.manifest["gaps"]))
+    warnings.extend(call.log)
+    return IngestResult(state.manifest, state.new_bars, call.requests, call.retries, warnings)
+
+
+def _open_dataset(
+    lake: Lake, dataset_id: str, exchange: str, symbol: str, timeframe: str, tf_ms: int
+) -> tuple[dict | None, str, dict[str, np.ndarray] | None]:
+    """The dataset's manifest, folder and stored bars (None when absent), after removing what a killed run
+    left behind; refused when it holds another market, extra columns or bars that fail validation."""
     manifest = lake.read_manifest(dataset_id) if lake.exists(dataset_id) else None
     if manifest is not None:
         for key, want in (("exchange", exchange), ("symbol", symbol), ("timeframe", timeframe)):
@@ -439,20 +667,26 @@ def _ingest(
                 )
     rel_dir = lake.dataset_rel_dir(exchange, symbol, timeframe, dataset_id)
     _remove_leftover_temp_files(lake, rel_dir)
-    existing = _read_existing(lake, rel_dir)
-    if existing is not None:
-        extras = [c for c in existing if c not in BAR_COLUMNS]
+    stored = _read_existing(lake, rel_dir)
+    if stored is not None:
+        extras = [c for c in stored if c not in BAR_COLUMNS]
         if extras:
             raise UserError(
                 f"dataset {dataset_id!r} has extra columns ({', '.join(extras)}) that fetchOHLCV cannot "
                 "fill; ingest into another --dataset-id"
             )
-        findings, _ = check_bars(existing, tf_ms)
+        findings, _ = check_bars(stored, tf_ms)
         if findings:
             raise DataError(
                 f"dataset {dataset_id!r} fails validation ({findings[0].message}); fix it before ingesting"
             )
+    return manifest, rel_dir, stored
 
+
+def _connect(
+    exchange: str, symbol: str, timeframe: str, settings: IngestSettings
+) -> tuple[Any, _Caller, int]:
+    """The ccxt exchange, checked to list the market and the timeframe; its caller; its clock (epoch ms)."""
     ex = make_exchange(exchange, symbol, settings)
     call = _Caller(ex, settings)
     call("loadMarkets", ex.load_markets)
@@ -462,157 +696,53 @@ def _ingest(
         )
     if getattr(ex, "timeframes", None) and timeframe not in ex.timeframes:
         raise UserError(f"{exchange} has no {timeframe!r} candles; it offers {', '.join(ex.timeframes)}")
-    # Only candles that have closed by the exchange's clock are stored (a forming candle changes later).
     now_ms = call("fetchTime", ex.fetch_time) if ex.has.get("fetchTime") else ex.milliseconds()
-    closed_end = (int(now_ms) // tf_ms) * tf_ms
-    end_ms = closed_end if until_ms is None else min(-(-until_ms // tf_ms) * tf_ms, closed_end)
-    if end_ms <= since_ms:
-        raise UserError(
-            f"nothing to fetch: no closed {timeframe} candle between {ms_to_iso(since_ms)} and "
-            f"{ms_to_iso(end_ms)} (exchange time {ms_to_iso(int(now_ms))})"
-        )
-    limit = settings.limit or _default_limit(ex, symbol)
+    return ex, call, int(now_ms)
 
-    bars = (
-        existing
-        if existing is not None
-        else {c: np.empty(0, "int64" if c == "ts" else "float64") for c in BAR_COLUMNS}
-    )
-    # Bars that may not be final count as missing, so they are fetched again and replaced.
-    unconfirmed = [int(t) for t in (manifest or {}).get("unconfirmed_ts") or []]
-    have = bars["ts"][~np.isin(bars["ts"], unconfirmed)]
-    holes = missing_ranges(have, since_ms, end_ms, tf_ms)
-    total = sum((b - a) // tf_ms for a, b in holes)
 
-    sources = list(((manifest or {}).get("provenance") or {}).get("sources") or [])
-    text = ((manifest or {}).get("provenance") or {}).get("text") or _new_provenance(
-        dataset_id, exchange, symbol, timeframe
-    )
-    line = (
-        f"- `tradelab data ingest` fetched closed {exchange} {symbol} {timeframe} candles for "
-        f"{ms_to_iso(since_ms)} → {ms_to_iso(end_ms)} (exclusive) with ccxt {_ccxt_version()} fetchOHLCV"
-        + (f" from {settings.api_url}" if settings.api_url else "")
-        + "."
-    )
-    source = {
-        "kind": "ingest",
-        "exchange": exchange,
-        "api_url": settings.api_url,
-        "ccxt": _ccxt_version(),
-        "since": ms_to_iso(since_ms),
-        "until": ms_to_iso(end_ms),
-    }
-    if source not in sources:
-        sources.append(source)
-    if line not in text:
-        heading = "## Ingested with tradelab"
-        text = text.rstrip() + ("\n" if heading in text else f"\n\n{heading}\n\n") + line + "\n"
-
-    warnings: list[str] = []
-    if existing is not None and not _manifest_matches(lake, manifest, rel_dir):
-        # A run killed between writing a month file and the manifest left the manifest one step behind.
-        manifest = write_dataset(
-            lake,
-            dataset_id=dataset_id,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            bars=existing,
-            provenance_text=text,
-            sources=sources,
-            unconfirmed_ts=unconfirmed,
-        )
-        warnings.append(
-            f"the manifest of {dataset_id!r} did not match its files (an interrupted run); rebuilt it"
-        )
-    state = {"bars": bars, "manifest": manifest, "unconfirmed": unconfirmed}
-    new_bars = 0
-
-    def commit(page: dict[str, np.ndarray]) -> None:
-        current = state["bars"]
-        keep = ~np.isin(current["ts"], page["ts"])
-        merged = concat([take(current, keep), page], BAR_COLUMNS)
-        order = np.argsort(merged["ts"], kind="stable")
-        merged = take(merged, order)
-        # A fetched candle has closed, so it replaces an unconfirmed bar for good.
-        u = [t for t in state["unconfirmed"] if t not in set(page["ts"].tolist())]
-        changed = {str(m) for m in np.unique(month_keys(page["ts"]))}
-        state["manifest"] = write_dataset(
-            lake,
-            dataset_id=dataset_id,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            bars=merged,
-            provenance_text=text,
-            sources=sources,
-            unconfirmed_ts=u,
-            previous=state["manifest"],
-            changed_months=changed,
-        )
-        state.update(bars=merged, unconfirmed=u)
-
-    from tqdm import tqdm
-
-    with tqdm(
-        total=total,
-        unit="bar",
-        desc=f"{dataset_id}",
-        disable=None if progress else True,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
-        for start, stop in holes:
-            cursor = start
-            while cursor < stop:
-                rows = call(
-                    f"fetchOHLCV {symbol} {timeframe} since {ms_to_iso(cursor)}",
-                    ex.fetch_ohlcv,
-                    symbol,
-                    timeframe,
-                    cursor,
-                    limit,
+def _fetch_holes(plan: IngestPlan, fetch, state: IngestState, bar: Any, warnings: list[str]) -> None:
+    """Page through each hole from its start with ``fetch(cursor) -> ccxt rows``, committing every usable
+    page; a page with nothing usable ends its hole (``bar`` counts the bars done, fetched or not)."""
+    tf_ms = plan.tf_ms
+    for start, stop in plan.holes:
+        cursor = start
+        while cursor < stop:
+            page = _page_to_bars(fetch(cursor), plan.exchange)
+            usable = _usable_bars(page, cursor, stop, tf_ms, plan.exchange)
+            if len(usable["ts"]):
+                state.commit(usable)
+                advanced = int(usable["ts"][-1]) + tf_ms
+                bar.update((advanced - cursor) // tf_ms)
+                cursor = advanced
+                continue
+            # Nothing usable: the exchange has no bars from cursor to the end of this range (a gap), or it
+            # ignored `since`; either way this range is done.
+            if len(page["ts"]) and not np.any(page["ts"] >= cursor):
+                warnings.append(
+                    f"{plan.exchange} returned only bars before {ms_to_iso(cursor)} when asked from it; "
+                    "it may not support paging back in time"
                 )
-                page = _page_to_bars(rows, exchange)
-                ts = page["ts"]
-                in_range = (ts >= cursor) & (ts < stop) & (ts % tf_ms == 0)
-                page = take(page, in_range)
-                if len(page["ts"]):
-                    _, first_idx = np.unique(page["ts"][::-1], return_index=True)
-                    page = take(page, np.sort(len(page["ts"]) - 1 - first_idx))  # last copy of each ts wins
-                    findings, _ = check_bars(page, tf_ms)
-                    if findings:
-                        raise DataError(
-                            f"{exchange} returned bars that fail validation ({findings[0].message}); "
-                            "the pages before it are saved"
-                        )
-                    commit(page)
-                    new_bars += len(page["ts"])
-                    advanced = int(page["ts"][-1]) + tf_ms
-                    bar.update((advanced - cursor) // tf_ms)
-                    cursor = advanced
-                    continue
-                # Nothing usable: the exchange has no bars from cursor to the end of this range (a gap), or
-                # it ignored `since`; either way this range is done.
-                if len(ts) and not np.any(ts >= cursor):
-                    warnings.append(
-                        f"{exchange} returned only bars before {ms_to_iso(cursor)} when asked from it; "
-                        "it may not support paging back in time"
-                    )
-                bar.update((stop - cursor) // tf_ms)
-                break
-    final = state["manifest"]
-    if final is None:
-        if manifest is None:
+            bar.update((stop - cursor) // tf_ms)
+            break
+
+
+def _usable_bars(
+    page: dict[str, np.ndarray], cursor: int, stop: int, tf_ms: int, exchange: str
+) -> dict[str, np.ndarray]:
+    """The bars of a sorted page in ``[cursor, stop)`` and on the grid, the last copy of a repeated open time
+    winning; a DataError when they fail validation (the pages before are committed already)."""
+    ts = page["ts"]
+    page = take(page, (ts >= cursor) & (ts < stop) & (ts % tf_ms == 0))
+    if len(page["ts"]):
+        _, first_idx = np.unique(page["ts"][::-1], return_index=True)
+        page = take(page, np.sort(len(page["ts"]) - 1 - first_idx))  # last copy of each ts wins
+        findings, _ = check_bars(page, tf_ms)
+        if findings:
             raise DataError(
-                f"{exchange} returned no {symbol} {timeframe} bars between {ms_to_iso(since_ms)} and "
-                f"{ms_to_iso(end_ms)}; nothing was written"
+                f"{exchange} returned bars that fail validation ({findings[0].message}); "
+                "the pages before it are saved"
             )
-        final = manifest
-    if final.get("gaps"):
-        warnings.append(f"dataset {dataset_id!r} has " + describe_gaps(final["gaps"]))
-    warnings.extend(call.log)
-    return IngestResult(final, new_bars, call.requests, call.retries, warnings)
+    return page
 
 
 def _page_to_bars(rows: Any, exchange: str) -> dict[str, np.ndarray]:
