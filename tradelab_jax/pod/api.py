@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import ipaddress
 import os
 import re
 import urllib.parse
@@ -28,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tradelab_jax.errors import UserError
+from tradelab_jax.net import is_loopback
 
 DEFAULT_API_BASE = "https://api.runpod.io"
 ENV_API_BASE = "RUNPOD_API_BASE_URL"  # read by runpod.api.graphql.run_graphql_query on every call
@@ -64,21 +64,12 @@ def api_base(flag: str | None = None) -> str:
         raise UserError(
             f"invalid RunPod API URL {base!r}: use https://host[:port] (default {DEFAULT_API_BASE})"
         )
-    if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
         raise UserError(
             f"refusing to send the RunPod API key over plain http to {parsed.hostname}: use https:// "
             "(http is allowed only for 127.0.0.1 / localhost test servers)"
         )
     return base
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_key_from_env(required: bool = True) -> str:

@@ -12,7 +12,6 @@ See docs/ui.md.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from tradelab_jax import paths
 from tradelab_jax.errors import UserError
+from tradelab_jax.net import is_loopback
 
 AUTH_ENV = "TRADELAB_UI_AUTH"
 DEFAULT_HOST = "127.0.0.1"
@@ -34,15 +34,6 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise UserError(f"invalid --auth / ${AUTH_ENV}: expected USER:PASSWORD with both parts non-empty")
     return user, password
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
