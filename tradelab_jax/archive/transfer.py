@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tradelab_jax.archive.config import ArchiveSpec
 from tradelab_jax.archive.local import LocalFile
 from tradelab_jax.errors import UserError
 from tradelab_jax.io import atomic_path
+from tradelab_jax.runs import utc_now
 
 _CHUNK = 1024 * 1024
 
@@ -28,10 +28,6 @@ class IntegrityError(UserError):
     """What S3 holds (or sent back) does not match the local digest."""
 
     exit_code = 4
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _b64(digest: bytes) -> str:
