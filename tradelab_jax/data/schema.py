@@ -12,7 +12,6 @@ from tradelab_jax.errors import UserError
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
-VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
 COLUMN_DESCRIPTIONS = {
     "ts": "bar open time, UTC epoch milliseconds",
     "open": "first trade price of the bar (quote currency)",

@@ -24,7 +24,6 @@ from tradelab_jax.errors import UserError
 
 DEFAULT_IMAGE = "python:3.12-slim-bookworm"
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"
-DEFAULT_REPO_URL = ""  # no public default: --repo-url, $TRADELAB_REPO_URL, else this checkout's origin
 CHECKOUT = paths.REPO_ROOT  # whose `origin` remote is the default repository (tests point it elsewhere)
 SCRIPT_ENV = "TRADELAB_POD_SCRIPT"
 MASK = "***"
