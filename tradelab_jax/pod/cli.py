@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from tradelab_jax.errors import UserError
 from tradelab_jax.paths import check_id
@@ -36,6 +35,7 @@ from tradelab_jax.pod.spec import (
     render_script,
     repo_url_or_origin,
 )
+from tradelab_jax.runs import utc_timestamp
 
 EPILOG = (
     f"Pods are managed through RunPod's Python SDK (pip install -e '.[pods]'; --dry-run works without "
@@ -175,7 +175,7 @@ def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool =
     """The pod request; ``strict=False`` (a dry-run) turns missing bucket or credentials into warnings."""
     import re
 
-    name = args.name or time.strftime("tradelab-%Y%m%dT%H%M%SZ", time.gmtime())
+    name = args.name or f"tradelab-{utc_timestamp()}"
     check_id(name, "pod name")
     if not re.match(_IMAGE, args.image):
         raise UserError(
