@@ -7,13 +7,15 @@
     tradelab train -m seed=0,1,2,3 run.pack=true          # a multirun of sweepable keys, packed
     tradelab train run.resume=outputs/20251126T113000Z_train
 
-The composed config is checked first (a misspelt key or wrong type is one ``error:`` line, exit 2), then
-converted once into plain dicts; see docs/training.md and docs/run-directory.md.
+It reads as parse -> check -> launch: argv is split into Hydra's flags and the overrides
+(training/compose.py), every value an override can take is composed and checked before Hydra makes a
+directory (a misspelt key, a wrong type or a value out of range is one ``error:`` line, exit 2), then
+Hydra runs the job, which turns the composed config into a run plan (training/plan.py) and trains it
+(training/session.py). See docs/training.md and docs/run-directory.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -21,257 +23,14 @@ from typing import Any
 
 from tradelab_jax import paths, runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.training import compose
 
-CONFIG_NAME = "config"
-_STATE: dict[str, Any] = {"timestamp": None, "errors": [], "results": []}
 # Runtime options a resume may change; everything else comes from the run's saved config.yaml.
 RESUME_RUNTIME_KEYS = ("progress", "print_summary", "eval")
+INFORMATIONAL_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Run directory resolvers (used by conf/config.yaml's hydra.run.dir / hydra.sweep.dir)
-
-
-# The timestamp of this `tradelab train` call, handed to the job processes a launcher starts (submitit
-# local/SLURM), so that every job of one multirun resolves the same multirun/<ts>_<tag>/ folder.
-_TIMESTAMP_ENV = "TRADELAB_RUN_TIMESTAMP"
-
-
-def _timestamp() -> str:
-    if _STATE["timestamp"] is None:
-        _STATE["timestamp"] = os.environ.get(_TIMESTAMP_ENV) or runs.utc_timestamp()
-    return _STATE["timestamp"]
-
-
-def _outputs(outputs: Any) -> Path:
-    return Path(str(outputs)).expanduser().resolve() if outputs else paths.default_outputs()
-
-
-def _run_dir(outputs: Any, tag: Any, run_dir: Any, resume: Any, sweep: Any) -> str:
-    if resume:
-        return str(Path(str(resume)).expanduser().resolve())
-    if run_dir:
-        return str(Path(str(run_dir)).expanduser().resolve())
-    tag = paths.check_id(str(tag), "run.tag")
-    packed = False
-    if sweep is not None:
-        from omegaconf import OmegaConf
-
-        sw = OmegaConf.to_container(sweep, resolve=True) if not isinstance(sweep, dict) else sweep
-        packed = sw.get("seed") is not None or any(
-            v is not None for g in ("env", "agent") for v in (sw.get(g) or {}).values()
-        )
-    return str(runs.new_run_dir(_outputs(outputs), tag, multirun=packed, timestamp=_timestamp()))
-
-
-def _output_subdir(resume: Any) -> str | None:
-    """Hydra's ``.hydra/`` record of how a run was launched; a resume writes none, so the launch's record
-    (its composed config and overrides) is kept rather than replaced by the resume's defaults."""
-    return None if resume else ".hydra"
-
-
-def _sweep_dir(outputs: Any, tag: Any) -> str:
-    tag = paths.check_id(str(tag), "run.tag")
-    return str(runs.new_run_dir(_outputs(outputs), tag, multirun=True, timestamp=_timestamp()))
-
-
-def _register() -> None:
-    from omegaconf import OmegaConf
-
-    from tradelab_jax.training.config import register_configs
-
-    register_configs()
-    OmegaConf.register_new_resolver("tl_run_dir", _run_dir, replace=True)
-    OmegaConf.register_new_resolver("tl_sweep_dir", _sweep_dir, replace=True)
-    OmegaConf.register_new_resolver("tl_output_subdir", _output_subdir, replace=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Compose-time checks: one clear sentence instead of Hydra's multi-line report
-
-
-def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``(flags, overrides)``: Hydra's own flags (``-m``, ``--cfg job``...) and the key=value overrides."""
-    flags, overrides, i = [], [], 0
-    with_value = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                  "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("-"):
-            flags.append(arg)
-            if arg in with_value and i + 1 < len(argv) and "=" not in argv[i + 1] and arg != "--info":
-                flags.append(argv[i + 1])
-                i += 1
-        else:
-            overrides.append(arg)
-        i += 1
-    return flags, overrides
-
-
-def _friendly(err: BaseException) -> str:
-    """One sentence for a Hydra/OmegaConf compose error."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import (
-        ConfigAttributeError,
-        ConfigKeyError,
-        OmegaConfBaseException,
-        ValidationError,
-    )
-
-    chain, e = [], err
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    for e in chain:
-        if isinstance(e, UserError):
-            return str(e)
-    for e in chain:
-        if isinstance(e, MissingConfigException):
-            group = (e.missing_cfg_file or "").rsplit("/", 1)
-            options = ", ".join(o for o in e.options or [] if not o.endswith("_schema")) or "(none)"
-            if len(group) == 2:
-                return f"unknown {group[0]} option {group[1]!r}; valid options: {options}"
-            return str(e).splitlines()[0]
-    for e in chain:
-        if isinstance(e, ConfigKeyError | ConfigAttributeError):
-            key = getattr(e, "full_key", None) or ""
-            obj = getattr(e, "object_type", None)
-            if key.startswith("sweep."):
-                from tradelab_jax.training.sweep import sweepable_message
-
-                return (f"{key} cannot be swept in one program (unknown or shape-changing); "
-                        f"{sweepable_message()}")
-            valid = ""
-            if obj is not None and dataclasses.is_dataclass(obj):
-                valid = "; valid keys there: " + ", ".join(f.name for f in dataclasses.fields(obj))
-            return f"unknown config key {key!r}{valid}"
-        if isinstance(e, ValidationError):
-            key = getattr(e, "full_key", None) or "?"
-            msg = getattr(e, "msg", str(e)).splitlines()[0]
-            return f"invalid value for {key}: {msg}"
-    for e in chain:
-        if isinstance(e, OmegaConfBaseException):
-            msg = getattr(e, "msg", None) or str(e)
-            return " ".join(msg.split())
-    text = " ".join(str(err).split())
-    return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
-
-
-def _sweep_values(override: Any) -> list[str]:
-    return list(override.sweep_string_iterator())
-
-
-def check_overrides(overrides: list[str], *, multirun: bool = True) -> None:
-    """Compose and check the config for every value each override can take (UserError on the first failure).
-
-    Runs before Hydra starts a job, so a bad override makes no directory and compiles nothing.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from tradelab_jax.training.validate import check_config
-
-    _register()  # the schemas and resolvers the configs refer to (idempotent)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as err:
-        raise UserError(f"cannot parse the overrides: {_friendly(err)}") from None
-    base = []
-    variants: list[tuple[int, list[str]]] = []
-    for i, o in enumerate(parsed):
-        if o.is_sweep_override() and not multirun:
-            key = o.get_key_element()
-            raise UserError(f"{overrides[i]!r} lists several values: add -m to run one job per value, or "
-                            f"write sweep.{key}=[...] to pack sweepable keys into one program")
-        if o.is_sweep_override():
-            values = _sweep_values(o)
-            base.append(f"{o.get_key_element()}={values[0]}")
-            variants.append((i, [f"{o.get_key_element()}={v}" for v in values[1:]]))
-        else:
-            base.append(overrides[i])
-    combos = [base, *([*base[:i], v, *base[i + 1:]] for i, vs in variants for v in vs)]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
-            for combo in combos:
-                try:
-                    cfg = compose(CONFIG_NAME, overrides=combo)
-                    plain = _to_plain(cfg)
-                except UserError:
-                    raise
-                except Exception as err:
-                    raise UserError(_friendly(err)) from None
-                check_config(plain)
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def _to_plain(cfg: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    plain.pop("hydra", None)
-    from tradelab_jax.training.sweep import sweep_axes
-
-    sweep_axes(plain)  # refuses shape-changing or empty sweep axes
-    paths.check_id(str(plain["run"]["tag"]), "run.tag")
-    return plain
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Multirun packing: `-m key=a,b ... run.pack=true` -> sweep.key=[a,b] in one program
-
-
-def pack_multirun(flags: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
-    """Turn the sweepable sweep overrides of a packed multirun into ``sweep.*`` lists.
-
-    Returns the new ``(flags, overrides)``. When only sweepable keys vary, ``-m`` is dropped (one process);
-    shape-changing keys that vary stay a Hydra multirun and each job packs the rest.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from tradelab_jax.training.sweep import SWEEPABLE_KEYS
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    out, remaining_sweeps = [], 0
-    for raw, o in zip(overrides, parsed, strict=True):
-        key = o.get_key_element()
-        if o.is_sweep_override() and key in SWEEPABLE_KEYS:
-            out.append(f"sweep.{key}=[{','.join(_sweep_values(o))}]")
-        else:
-            remaining_sweeps += o.is_sweep_override()
-            out.append(raw)
-    if not remaining_sweeps:
-        flags = [f for f in flags if f not in ("-m", "--multirun")]
-    return flags, out
-
-
-def _pack_requested(overrides: list[str]) -> bool:
-    return any(o.replace(" ", "").lower() in ("run.pack=true", "run.pack=1") for o in overrides)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The job
-
-
-def _task(cfg: Any) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get()
-    try:
-        plain = _to_plain(cfg)
-        multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
-        result = run_config(plain, Path(hc.runtime.output_dir), multirun=multirun,
-                            job_num=hc.job.num if multirun else None)
-        _STATE["results"].append(result)
-    except UserError as err:
-        # Recorded, not raised: Hydra would print a traceback and exit 1. main() reports it as one
-        # `error:` line with the error's exit code once Hydra returns.
-        _STATE["errors"].append(err)
-
-
-def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False, job_num: int | None = None,
+def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False,
                should_stop=None) -> dict[str, Any]:
     """Train from a plain (resolved) config into ``out_dir``; returns ``{"status", "dirs", ...}``."""
     from tradelab_jax.training.session import resume_dir, train_config
@@ -279,14 +38,13 @@ def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False, 
     if plain["run"].get("resume"):
         runtime = {k: plain["run"][k] for k in RESUME_RUNTIME_KEYS if k in plain["run"]}
         return resume_dir(Path(plain["run"]["resume"]), runtime=runtime, should_stop=should_stop)
-    if multirun and any(v is not None for v in _sweep_leaves(plain)) and not plain["run"].get("pack"):
-        raise UserError("sweep.* cannot be combined with -m; drop -m, or add run.pack=true to pack -m keys")
-    return train_config(plain, out_dir, multirun_job=job_num, should_stop=should_stop)
+    if multirun and not plain["run"].get("pack"):
+        from tradelab_jax.training.plan import sweep_axes
 
-
-def _sweep_leaves(plain: dict[str, Any]) -> list[Any]:
-    sw = plain.get("sweep") or {}
-    return [sw.get("seed"), *(sw.get("env") or {}).values(), *(sw.get("agent") or {}).values()]
+        if sweep_axes(plain):
+            raise UserError("sweep.* cannot be combined with -m; drop -m, or add run.pack=true to pack -m "
+                            "keys")
+    return train_config(plain, out_dir, should_stop=should_stop)
 
 
 def _warn_ignored_on_resume(overrides: list[str]) -> None:
@@ -303,50 +61,70 @@ def _warn_ignored_on_resume(overrides: list[str]) -> None:
               file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``tradelab train [hydra flags] [overrides]`` -> exit code (0 done, 2 user error, 130 cancelled)."""
+def _launch(flags: list[str], overrides: list[str]) -> tuple[list[dict[str, Any]], list[UserError]]:
+    """Run Hydra (one job, or a multirun's jobs in this process); ``(results, user errors)``."""
     import hydra
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    flags, overrides = split_argv(argv)
-    _register()
-    _STATE.update(timestamp=None, errors=[], results=[])
-    multirun = any(f in ("-m", "--multirun") for f in flags)
-    if multirun and _pack_requested(overrides):
-        flags, overrides = pack_multirun(flags, overrides)
-    informational = any(f in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
-                        for f in flags)
-    check_overrides(overrides, multirun=multirun)
-    _warn_ignored_on_resume(overrides)
+    results: list[dict[str, Any]] = []
+    errors: list[UserError] = []
 
-    @hydra.main(version_base="1.3", config_path=str(paths.conf_dir()), config_name=CONFIG_NAME)
-    def _hydra_main(cfg):
-        _task(cfg)
+    @hydra.main(version_base="1.3", config_path=str(paths.conf_dir()), config_name=compose.CONFIG_NAME)
+    def job(cfg):
+        hc = HydraConfig.get()
+        try:
+            multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
+            results.append(run_config(compose.to_plain(cfg), Path(hc.runtime.output_dir), multirun=multirun))
+        except UserError as err:
+            # Recorded, not raised: Hydra would print a traceback and exit 1. main() reports it as one
+            # `error:` line with the error's exit code once Hydra returns.
+            errors.append(err)
 
-    old_argv, old_timestamp = sys.argv, os.environ.get(_TIMESTAMP_ENV)
+    old_argv = sys.argv
     sys.argv = ["tradelab train", *flags, *overrides]
-    os.environ[_TIMESTAMP_ENV] = _timestamp()
     try:
-        _hydra_main()
+        job()
     finally:
         sys.argv = old_argv
-        if old_timestamp is None:
-            os.environ.pop(_TIMESTAMP_ENV, None)
-        else:
-            os.environ[_TIMESTAMP_ENV] = old_timestamp
-        from hydra.core.global_hydra import GlobalHydra
-
         GlobalHydra.instance().clear()
+    return results, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tradelab train [hydra flags] [overrides]`` -> exit code (0 done, 2 user error, 130 cancelled)."""
+    # parse
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags, overrides = compose.split_argv(argv)
+    multirun = any(f in ("-m", "--multirun") for f in flags)
+    if multirun and compose.pack_requested(overrides):
+        flags, overrides = compose.pack_multirun(flags, overrides)
+    informational = any(f in INFORMATIONAL_FLAGS for f in flags)
+
+    # One timestamp names every directory of this call (and of the jobs a launcher starts).
+    old_timestamp = os.environ.get(compose.TIMESTAMP_ENV)
+    os.environ[compose.TIMESTAMP_ENV] = old_timestamp or runs.utc_timestamp()
+    try:
+        # check
+        compose.register()
+        compose.check_overrides(overrides, multirun=multirun)
+        _warn_ignored_on_resume(overrides)
+        # launch
+        results, errors = _launch(flags, overrides)
+    finally:
+        if old_timestamp is None:
+            os.environ.pop(compose.TIMESTAMP_ENV, None)
+        else:
+            os.environ[compose.TIMESTAMP_ENV] = old_timestamp
     if informational:
         return 0
-    if _STATE["errors"]:
-        if len(_STATE["errors"]) == 1 and not _STATE["results"]:
-            raise _STATE["errors"][0]
-        for err in _STATE["errors"]:
+    if errors:
+        if len(errors) == 1 and not results:
+            raise errors[0]
+        for err in errors:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    statuses = {r["status"] for r in _STATE["results"]}
-    return 130 if "cancelled" in statuses else 0
+    return 130 if any(r["status"] == "cancelled" for r in results) else 0
 
 
 def run_demo(extra: list[str] | None = None) -> int:

@@ -19,9 +19,9 @@ def _launcher(*overrides: str) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from tradelab_jax import train
+    from tradelab_jax.training import compose as tl_compose
 
-    train._register()  # the trainer's config schemas and run-directory resolvers
+    tl_compose.register()  # the trainer's config schemas and run-directory resolvers
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):

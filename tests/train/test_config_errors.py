@@ -82,14 +82,14 @@ def test_schema_names_are_not_group_options(outputs):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("env.risk_pct=2", "invalid knob risk_pct=2.0: expected a fraction in (0, 1]"),
-        ("env.taker_fee=-0.5", "invalid knob taker_fee"),
-        ("env.stop_loss_bps=-5", "invalid knob stop_loss_bps"),
+        ("env.risk_pct=2", "invalid env.risk_pct=2.0: expected a fraction in (0, 1]"),
+        ("env.taker_fee=-0.5", "invalid env.taker_fee"),
+        ("env.stop_loss_bps=-5", "invalid env.stop_loss_bps"),
         ("env.order_type=stop", "order_type"),
         ("env.position_buckets=[]", "position_buckets"),
         ("env.episode_length=0", "episode_length"),
         ("env.window=0", "invalid env.window=0"),
-        ("agent.num_envs=0", "agent.num_envs=0 must be a whole number >= 1"),
+        ("agent.num_envs=0", "invalid agent.num_envs=0: expected a whole number in [1, 65536]"),
         ("agent.num_minibatches=3", "not divisible by agent.num_minibatches=3"),
         ("agent.total_timesteps=100", "agent.total_timesteps=100 is less than one update"),
         ("agent.lr=-1", "invalid agent.lr=-1.0: expected a positive learning rate"),
@@ -100,7 +100,7 @@ def test_schema_names_are_not_group_options(outputs):
         ("network.hidden_sizes=[64,0]", "network.hidden_sizes"),
         ("run.eval_splits=[foo]", "invalid run.eval_splits entry 'foo': use any of train, val, test"),
         ("run.chunk_updates=0", "invalid run.chunk_updates=0"),
-        ("sweep.env.risk_pct=[0.01,3]", "invalid knob risk_pct=3.0"),
+        ("sweep.env.risk_pct=[0.01,3]", "invalid env.risk_pct=3.0"),
         ("sweep.agent.gamma=[0.9,2]", "invalid agent.gamma=2.0"),
         ("features=nope", "nope"),
     ],
@@ -154,7 +154,7 @@ def test_value_error_on_the_cli_is_one_line_exit_2_without_traceback(outputs):
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines == ["error: invalid knob risk_pct=2.0: expected a fraction in (0, 1]"], proc.stderr
+    assert lines == ["error: invalid env.risk_pct=2.0: expected a fraction in (0, 1]"], proc.stderr
     assert not outputs.exists()
 
 
@@ -188,10 +188,11 @@ def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
     from tradelab_jax import paths
+    from tradelab_jax.training import compose as tl_compose
 
-    train._register()
+    tl_compose.register()
     with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
-        return train._to_plain(compose("config", overrides=overrides))
+        return tl_compose.to_plain(compose("config", overrides=overrides))
 
 
 def test_a_sweep_without_multirun_is_refused_in_one_sentence(outputs):

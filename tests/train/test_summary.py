@@ -40,7 +40,7 @@ def _summary(**agent):
 
 def _printed(summary) -> list[str]:
     stream = io.StringIO()
-    print_summary([{}], [summary], stream=stream)
+    print_summary([summary], stream=stream)
     return stream.getvalue().splitlines()
 
 

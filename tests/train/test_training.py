@@ -10,6 +10,7 @@ import pytest
 from flax import serialization
 
 from tradelab_jax import runs, train
+from tradelab_jax.training import compose as tl_compose
 from tradelab_jax.training.runner import TIMING_FIELDS, chunk_plan
 
 from .helpers import TINY_GYMNAX, only_child
@@ -81,7 +82,7 @@ def test_short_btc_run_writes_the_whole_contract(outputs):
     from tradelab_jax.training.session import print_summary
 
     printed = io.StringIO()
-    print_summary([config], [summary], stream=printed)
+    print_summary([summary], stream=printed)
     assert "test split" in printed.getvalue() and "buy_and_hold" in printed.getvalue()
 
 
@@ -91,9 +92,9 @@ def _plain(overrides):
 
     from tradelab_jax import paths
 
-    train._register()
+    tl_compose.register()
     with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
-        return train._to_plain(compose("config", overrides=overrides))
+        return tl_compose.to_plain(compose("config", overrides=overrides))
 
 
 @pytest.mark.slow
@@ -162,14 +163,14 @@ def test_packed_sweep_of_4_and_multirun_of_2(outputs):
 
 
 def test_multirun_of_sweepable_keys_is_packed_into_one_program():
-    flags, overrides = train.pack_multirun(
+    flags, overrides = tl_compose.pack_multirun(
         ["-m"], ["seed=0,1", "agent.ent_coef=0.0,0.01", "env.risk_pct=0.01", "run.pack=true"]
     )
     assert flags == []  # one process
     assert overrides == ["sweep.seed=[0,1]", "sweep.agent.ent_coef=[0.0,0.01]", "env.risk_pct=0.01",
                          "run.pack=true"]
     # A shape-changing key still varies across processes; each job packs the rest.
-    flags, overrides = train.pack_multirun(["-m"], ["env.window=1,2", "seed=0,1", "run.pack=true"])
+    flags, overrides = tl_compose.pack_multirun(["-m"], ["env.window=1,2", "seed=0,1", "run.pack=true"])
     assert flags == ["-m"] and overrides[:2] == ["env.window=1,2", "sweep.seed=[0,1]"]
 
 

@@ -217,7 +217,7 @@ def test_the_real_choices_come_from_the_lake_and_conf():
 
 def test_the_trainer_composes_what_the_form_produces(tmp_path):
     """The overrides are valid for the real Hydra config (compose only: no training, no JAX)."""
-    from tradelab_jax import train
+    from tradelab_jax.training import compose
 
     choices = forms.load_choices()
     plan, errors = forms.parse_form(
@@ -232,5 +232,5 @@ def test_the_trainer_composes_what_the_form_produces(tmp_path):
         choices,
     )
     assert errors == {}
-    train._register()
-    train.check_overrides([*plan.overrides, forms.run_dir_override(tmp_path / "multirun" / "x_ui")])
+    compose.register()
+    compose.check_overrides([*plan.overrides, forms.run_dir_override(tmp_path / "multirun" / "x_ui")])

@@ -45,6 +45,7 @@ __all__ = [
     "EnvState",
     "TradingEnv",
     "from_arrays",
+    "from_market",
     "make",
     "params_in_axes",
     "replay",
@@ -69,11 +70,21 @@ def make(dataset_id: str, *, features: Any = "default", split: str = "train", la
     from tradelab_jax import features as feature_sets
 
     market = data.load(dataset_id, lake=lake)
+    specs = feature_sets.load_feature_set(features) if isinstance(features, str) else tuple(features)
+    matrix = feature_sets.compute_features(market.bars, specs)
+    return from_market(market, matrix, split=split, window=window, split_fractions=split_fractions,
+                       split_dates=split_dates, **knobs)
+
+
+def from_market(market: Any, matrix: Any, *, split: str = "train", window: int = 1,
+                split_fractions: Sequence[float] | None = None, split_dates: Sequence[Any] | None = None,
+                **knobs: Any) -> tuple[TradingEnv, EnvParams]:
+    """``(env, params)`` of one split from a loaded dataset (``data.load``) and its feature matrix
+    (``features.compute_features`` over the whole series): :func:`make` without loading anything, so a
+    caller that needs several splits or sweep points loads and verifies the dataset once."""
     bars = market.bars
     n = len(bars["close"])
     split_range = _split_range(market, split, n, split_fractions, split_dates)
-    specs = feature_sets.load_feature_set(features) if isinstance(features, str) else tuple(features)
-    matrix = feature_sets.compute_features(bars, specs)
     return from_arrays(bars, np.asarray(matrix.values), warmup=int(matrix.warmup), split=split_range,
                        window=window, **knobs)
 

@@ -165,7 +165,7 @@ def check_train_args(train_args: list[str]) -> None:
     The same split and compose check as `tradelab train` (Hydra flags such as -m pass through unchecked);
     the pod trains from --ref, which is assumed to accept this checkout's config keys.
     """
-    from tradelab_jax.train import check_overrides, split_argv
+    from tradelab_jax.training.compose import check_overrides, split_argv
 
     flags, overrides = split_argv(train_args)
     check_overrides(overrides, multirun=any(f in ("-m", "--multirun") for f in flags))

@@ -8,18 +8,28 @@ root, outside every config group, so ``tradelab train --help`` lists only the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from omegaconf import MISSING
 
-# Env knobs that keep every shape (traced EnvParams leaves): allowed as packed-sweep axes.
-SWEEPABLE_ENV = (
-    "risk_pct", "stop_loss_bps", "max_leverage", "max_drawdown", "trailing_stop", "maker_fee", "taker_fee",
-    "slippage_bps", "order_type", "rebalance_band", "min_order_notional", "initial_cash", "reward",
-)  # fmt: skip
-# PPO knobs that are traced leaves (PPOHyper).
-SWEEPABLE_AGENT = ("lr", "ent_coef", "clip_eps", "vf_coef", "gamma", "gae_lambda", "max_grad_norm")
+from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, SWEEPABLE_AGENT, SWEEPABLE_ENV, Knob
+
+# The Python type of each knob kind in a config (choices are written by name).
+_TYPES: dict[str, Any] = {"float": float, "int": int, "bool": bool, "choice": str, "buckets": list[float]}
+
+
+def _fields(knobs: dict[str, Knob]) -> list[tuple[str, Any, Any]]:
+    out = []
+    for k in knobs.values():
+        default = k.config_default()
+        value = field(default_factory=lambda d=default: list(d)) if isinstance(default, list) else default
+        out.append((k.name, _TYPES[k.kind], value))
+    return out
+
+
+def _sweep_fields(knobs: dict[str, Knob], names: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    return [(n, list[_TYPES[knobs[n].kind]] | None, None) for n in names]
 
 
 @dataclass
@@ -28,32 +38,8 @@ class DataConfig:
     lake: str | None = None  # None: $TRADELAB_LAKE or the repo's data/
 
 
-@dataclass
-class TradingEnvConfig:
-    """The trading environment's knobs (units and meaning: docs/execution-semantics.md)."""
-
-    kind: str = "trading"
-    # risk
-    risk_pct: float = 0.01
-    stop_loss_bps: float = 50.0
-    max_leverage: float = 3.0
-    max_drawdown: float = 0.5
-    trailing_stop: bool = False
-    # fees
-    maker_fee: float = 0.0002
-    taker_fee: float = 0.0005
-    slippage_bps: float = 0.0
-    # orders
-    order_type: str = "limit"
-    rebalance_band: float = 0.25
-    min_order_notional: float = 0.0
-    position_buckets: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0])
-    # account, reward and episodes
-    initial_cash: float = 10_000.0
-    reward: str = "log_return"
-    episode_length: int = 1440
-    window: int = 1
-    random_start: bool = True
+# The trading environment's knobs (units and meaning: docs/execution-semantics.md), from the knob table.
+TradingEnvConfig = make_dataclass("TradingEnvConfig", [("kind", str, "trading"), *_fields(ENV_KNOBS)])
 
 
 @dataclass
@@ -64,23 +50,7 @@ class GymnaxEnvConfig:
     id: str = "CartPole-v1"
 
 
-@dataclass
-class PPOConfig:
-    name: str = "ppo"
-    total_timesteps: int = 500_000  # per run (per sweep point); rounded down to whole updates
-    num_envs: int = 4
-    num_steps: int = 128
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    lr: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = True
+PPOConfig = make_dataclass("PPOConfig", [("name", str, "ppo"), *_fields(AGENT_KNOBS)])
 
 
 @dataclass
@@ -96,42 +66,18 @@ class RunConfig:
     outputs: str | None = None  # root of run directories; None: $TRADELAB_OUTPUTS or the repo's outputs/
     dir: str | None = None  # an explicit run directory (e.g. one the UI queued); overrides outputs/tag
     resume: str | None = None  # a run (or packed sweep) directory to continue from its last checkpoint
-    chunk_updates: int = 10  # PPO updates per compiled chunk: progress, metrics and checkpoint cadence
-    keep_checkpoints: int = 2
+    chunk_updates: int = RUN_KNOBS["chunk_updates"].default
+    keep_checkpoints: int = RUN_KNOBS["keep_checkpoints"].default
     progress: bool = True  # tqdm bar on stderr
     eval: bool = True  # evaluate on the held-out splits after training
     eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    eval_episodes: int = 32  # gymnax environments: greedy episodes to average
+    eval_episodes: int = RUN_KNOBS["eval_episodes"].default
     pack: bool = False  # with -m: pack the sweepable keys of a multirun into one compiled program
     print_summary: bool = True
 
 
-@dataclass
-class SweepEnvConfig:
-    risk_pct: list[float] | None = None
-    stop_loss_bps: list[float] | None = None
-    max_leverage: list[float] | None = None
-    max_drawdown: list[float] | None = None
-    trailing_stop: list[bool] | None = None
-    maker_fee: list[float] | None = None
-    taker_fee: list[float] | None = None
-    slippage_bps: list[float] | None = None
-    order_type: list[str] | None = None
-    rebalance_band: list[float] | None = None
-    min_order_notional: list[float] | None = None
-    initial_cash: list[float] | None = None
-    reward: list[str] | None = None
-
-
-@dataclass
-class SweepAgentConfig:
-    lr: list[float] | None = None
-    ent_coef: list[float] | None = None
-    clip_eps: list[float] | None = None
-    vf_coef: list[float] | None = None
-    gamma: list[float] | None = None
-    gae_lambda: list[float] | None = None
-    max_grad_norm: list[float] | None = None
+SweepEnvConfig = make_dataclass("SweepEnvConfig", _sweep_fields(ENV_KNOBS, SWEEPABLE_ENV))
+SweepAgentConfig = make_dataclass("SweepAgentConfig", _sweep_fields(AGENT_KNOBS, SWEEPABLE_AGENT))
 
 
 @dataclass
@@ -145,7 +91,7 @@ class SweepConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = SEED.default
     data: DataConfig = field(default_factory=DataConfig)
     features: Any = None  # a feature set mapping (conf/features/, owned by tradelab_jax.features)
     env: Any = MISSING  # TradingEnvConfig or GymnaxEnvConfig

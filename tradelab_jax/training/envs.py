@@ -1,10 +1,18 @@
-"""Environments from a plain config dict: the trading env of a dataset split, or any gymnax env."""
+"""Environments from a plain config dict: the trading env of a dataset split, or any gymnax env.
+
+A trading config's dataset is loaded (and checksum-verified) once per process and its feature matrix
+computed once over the whole series (:func:`dataset`); every split and sweep point of the run, its
+evaluation and its ``eval_summary.json`` then share them.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import PARAM_KNOBS
 
 
 def is_gymnax(config: dict[str, Any]) -> bool:
@@ -13,10 +21,45 @@ def is_gymnax(config: dict[str, Any]) -> bool:
 
 def trading_knobs(config: dict[str, Any]) -> dict[str, Any]:
     """The env section's knobs that :func:`tradelab_jax.env.make` takes (window is separate)."""
-    from tradelab_jax.env import KNOB_NAMES
-
     env_cfg = config["env"]
-    return {k: env_cfg[k] for k in KNOB_NAMES if k in env_cfg}
+    return {k: env_cfg[k] for k in PARAM_KNOBS if k in env_cfg}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as one run uses it: the verified bars and manifest, and the feature matrix over them."""
+
+    market: Any  # tradelab_jax.data.MarketData
+    features: Any  # tradelab_jax.features.FeatureMatrix
+
+
+_DATASETS: OrderedDict[Any, Dataset] = OrderedDict()
+_MAX_DATASETS = 2  # a process trains one run (or sweep) at a time; the UI and tests may alternate two
+
+
+def dataset(config: dict[str, Any]) -> Dataset:
+    """The config's dataset and features, loaded and verified once per process.
+
+    The key holds the manifest's per-file sha256 values, so a dataset rewritten on disk (a new import)
+    is loaded again; the feature specs are part of it too.
+    """
+    from tradelab_jax import data, features
+    from tradelab_jax.data.lake import Lake
+
+    lake = config["data"].get("lake")
+    dataset_id = str(config["data"]["id"])
+    specs = features.load_feature_set(config.get("features") or "default")
+    the_lake = Lake.at(lake)
+    manifest = the_lake.read_manifest(dataset_id)
+    key = (str(the_lake.root), dataset_id, tuple(str(f.get("sha256")) for f in manifest.get("files", [])),
+           specs)
+    if key not in _DATASETS:
+        market = data.load(dataset_id, lake=lake)
+        _DATASETS[key] = Dataset(market, features.compute_features(market.bars, specs))
+        while len(_DATASETS) > _MAX_DATASETS:
+            _DATASETS.popitem(last=False)
+    _DATASETS.move_to_end(key)
+    return _DATASETS[key]
 
 
 def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> tuple[Any, Any]:
@@ -37,19 +80,17 @@ def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> 
     if env_cfg.get("kind") != "trading":
         raise UserError(f"invalid env.kind {env_cfg.get('kind')!r}: expected trading or gymnax")
     from tradelab_jax import env as trading_env
-    from tradelab_jax.features import load_feature_set
 
-    features = config.get("features")
-    specs = load_feature_set(features) if features else load_feature_set("default")
+    loaded = dataset(config)
     knobs = {**trading_knobs(config), **overrides}
-    return trading_env.make(
-        config["data"]["id"], features=specs, split=split, lake=config["data"].get("lake"),
-        window=int(env_cfg.get("window", 1)), **knobs,
-    )
+    return trading_env.from_market(loaded.market, loaded.features, split=split,
+                                   window=int(env_cfg.get("window", 1)), **knobs)
 
 
-def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any) -> tuple[Any, Any]:
-    """``(params, in_axes)`` with a leading ``[S]`` axis on the knobs that differ between sweep points."""
+def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any,
+                     swept: tuple[str, ...] | None = None) -> tuple[Any, Any]:
+    """``(params, in_axes)`` with a leading ``[S]`` axis on the env knobs ``swept`` (the run plan's env
+    axes; without it, the knobs whose values differ between the points)."""
     import jax
 
     if is_gymnax(config_points[0]):
@@ -57,7 +98,8 @@ def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any)
     from tradelab_jax.env import params_in_axes, sweep_params
 
     knobs = [trading_knobs(c) for c in config_points]
-    varying = [k for k in knobs[0] if any(kn[k] != knobs[0][k] for kn in knobs)]
-    if not varying:
+    if swept is None:
+        swept = tuple(k for k in knobs[0] if any(kn[k] != knobs[0][k] for kn in knobs))
+    if not swept:
         return params, params_in_axes(params, ())
-    return sweep_params(params, **{k: [kn[k] for kn in knobs] for k in varying})
+    return sweep_params(params, **{k: [kn[k] for kn in knobs] for k in swept})

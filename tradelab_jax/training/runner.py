@@ -28,7 +28,7 @@ from flax import serialization
 from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
-from tradelab_jax.training.config import SWEEPABLE_AGENT
+from tradelab_jax.knobs import AGENT_KNOBS
 from tradelab_jax.training.envs import batch_env_params, make_env
 
 # metrics.jsonl fields that measure time rather than learning (differ between identical runs).
@@ -38,9 +38,8 @@ TIMING_FIELDS = ("time", "wall_s", "steps_per_s")
 def ppo_spec(config: dict[str, Any]) -> PPOSpec:
     """The static PPO spec of a (plain dict) config; refuses budgets smaller than one update."""
     a, net = config["agent"], config["network"]
-    for key in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
-        if int(a[key]) < 1:
-            raise UserError(f"agent.{key}={a[key]} must be a whole number >= 1")
+    for key in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
+        AGENT_KNOBS[key].check(a[key])
     steps_per_update = int(a["num_envs"]) * int(a["num_steps"])
     num_updates = int(a["total_timesteps"]) // steps_per_update
     if num_updates < 1:
@@ -67,11 +66,9 @@ def ppo_spec(config: dict[str, Any]) -> PPOSpec:
     )
 
 
-def ppo_hyper(points: list[dict[str, Any]]) -> PPOHyper:
-    """PPOHyper with a leading ``[S]`` axis on every leaf."""
-    return PPOHyper(**{
-        k: jnp.asarray([float(p["agent"][k]) for p in points], jnp.float32) for k in SWEEPABLE_AGENT
-    })
+def ppo_hyper(values: dict[str, list[float]]) -> PPOHyper:
+    """PPOHyper with a leading ``[S]`` axis on every leaf (``values``: the plan's per-point values)."""
+    return PPOHyper(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
 
 def chunk_plan(num_updates: int, chunk_updates: int, start: int = 0) -> list[int]:
@@ -145,7 +142,6 @@ class TrainResult:
     params: Any  # [S]-stacked network params (host arrays)
     state: Any  # [S]-stacked runner state
     update: int
-    summaries: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -154,31 +150,24 @@ def _device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
 
 
-def train_points(
-    points: list[dict[str, Any]],
-    dirs: list[Path],
-    *,
-    root: Path | None = None,
-    resume: bool = False,
-    should_stop: Callable[[int], bool] | None = None,
-    stream=None,
-) -> TrainResult:
-    """Train ``S`` configs that differ only in sweepable values, one directory each, in one program.
+def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None, stream=None) -> TrainResult:
+    """Train the plan's ``S`` points (they differ only in sweepable values), one directory each, in one
+    program; a resume plan continues from the points' last checkpoints.
 
-    ``root`` is the packed sweep's directory (its ``CANCEL`` file stops every point). ``should_stop(update)``
-    is an extra cancellation hook checked after each chunk (tests, the UI in-process).
+    The plan's ``root`` is the packed sweep's directory (its ``CANCEL`` file stops every point).
+    ``should_stop(update)`` is an extra cancellation hook checked after each chunk (tests, the UI).
     """
-    assert len(points) == len(dirs) >= 1
-    base = points[0]
+    dirs, root, resume = plan.dirs, plan.root, plan.resume
+    base = plan.base
     run_cfg = base["run"]
-    spec = ppo_spec(base)
-    S = len(points)
+    spec = plan.spec
+    S = len(dirs)
     stream = sys.stderr if stream is None else stream
 
     env, base_params = make_env(base, "train")
-    env_params, env_axes = batch_env_params(points, env, base_params)
-    hyper = ppo_hyper(points)
-    keys = jnp.stack([jax.random.PRNGKey(int(p["seed"])) for p in points])
+    env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
+    hyper = ppo_hyper(plan.hyper_values())
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
     v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S)
 
     compile_s = 0.0

@@ -11,65 +11,51 @@ from typing import Any
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.io import atomic_write_json
-from tradelab_jax.training.sweep import expand_sweep
+from tradelab_jax.training.plan import RunPlan, plan_resume, plan_run
 
 
-def train_config(plain: dict[str, Any], out_dir: Path, *, multirun_job: int | None = None,
-                 should_stop=None) -> dict[str, Any]:
+def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> dict[str, Any]:
     """A run (``out_dir`` is its directory) or a packed sweep (``out_dir/<n>/`` per point)."""
-    expanded = expand_sweep(plain)
-    packed = len(expanded) > 1 or any(expanded[0][1])
-    points = [p for p, _ in expanded]
-    dirs = [out_dir / str(n) for n in range(len(points))] if packed else [out_dir]
-    for d in dirs:
+    plan = plan_run(plain, out_dir)
+    for d in plan.dirs:
+        # A second guard where the run is written (the up-front run.dir check does not cover in-process
+        # callers or tag-named folders): nothing stored is overwritten.
         st = runs.read_status(d)
         if st is not None and st.get("status") != "queued":
             raise UserError(f"run directory {d} already holds a run ({st.get('status')}); "
                             "pick another run.tag or use run.resume to continue it")
-    for d, point in zip(dirs, points, strict=True):
-        d.mkdir(parents=True, exist_ok=True)
-        runs.write_config(d, point)
-        runs.write_status(d, status="queued", progress=0.0, pid=None, started_at=None, ended_at=None,
-                          error=None)
-    if packed:
-        atomic_write_json(out_dir / runs.PACKED_FILE, {
-            "points": [{"dir": str(n), **a} for n, (_, a) in enumerate(expanded)],
-            "keys": list(expanded[0][1]),
-        })
-    return _run(points, dirs, root=out_dir if packed else None, resume=False, should_stop=should_stop)
+    for point in plan.points:
+        point.dir.mkdir(parents=True, exist_ok=True)
+        runs.write_config(point.dir, point.config)
+        runs.write_status(point.dir, status="queued", progress=0.0, pid=None, started_at=None,
+                          ended_at=None, error=None)
+    if plan.packed:
+        atomic_write_json(out_dir / runs.PACKED_FILE, plan.packed_record())
+    return _run(plan, should_stop=should_stop)
 
 
 def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
     """Continue a run directory, or every point of a packed sweep directory, from its last checkpoint."""
     from tradelab_jax.training.validate import check_resume
 
-    path = check_resume(path)  # a run or packed sweep that is neither done nor still running
-    if (path / runs.PACKED_FILE).exists():
-        dirs, root = runs.point_dirs(path), path
-    else:
-        dirs, root = [path], None
-    points = [runs.read_config(d) for d in dirs]
-    for p in points:
-        p["run"].update(runtime or {})
-        p["run"]["resume"] = None
-    for d in dirs:
+    plan = plan_resume(check_resume(path), runtime)  # a run or sweep that is neither done nor running
+    for d in [*plan.dirs, *([plan.root] if plan.root is not None else [])]:
         (d / runs.CANCEL_FILE).unlink(missing_ok=True)
-    if root is not None:
-        (root / runs.CANCEL_FILE).unlink(missing_ok=True)
-    return _run(points, dirs, root=root, resume=True, should_stop=should_stop)
+    return _run(plan, should_stop=should_stop)
 
 
-def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
+def _run(plan: RunPlan, *, should_stop) -> dict[str, Any]:
     from tradelab_jax.training.runner import train_points
 
+    dirs = plan.dirs
     try:
-        result = train_points(points, dirs, root=root, resume=resume, should_stop=should_stop)
+        result = train_points(plan, should_stop=should_stop)
         if result.status == "cancelled":
-            print(_stop_note(dirs, root, update=result.update), file=sys.stderr)
+            print(_stop_note(plan, update=result.update), file=sys.stderr)
         if result.status == "done":
-            summaries = finish(points, dirs, result)
-            if points[0]["run"].get("print_summary", True):
-                print_summary(points, summaries, dirs=dirs)
+            summaries = finish(plan, result)
+            if plan.base["run"].get("print_summary", True):
+                print_summary(summaries, dirs=dirs)
         return {"status": result.status, "dirs": [str(d) for d in dirs], "result": result}
     except BaseException as err:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
@@ -85,30 +71,30 @@ def _run(points, dirs, *, root, resume, should_stop) -> dict[str, Any]:
                 if state == "failed" and not isinstance(err, UserError):
                     (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
         if isinstance(err, KeyboardInterrupt):
-            print(_stop_note(dirs, root), file=sys.stderr)
+            print(_stop_note(plan), file=sys.stderr)
         raise
 
 
-def _stop_note(dirs: list[Path], root: Path | None, update: int | None = None) -> str:
+def _stop_note(plan: RunPlan, update: int | None = None) -> str:
     """What a cancel (at ``update``) or a Ctrl-C left behind, and the command that continues it."""
-    target = root if root is not None else dirs[0]  # a packed sweep resumes as a whole
+    target = plan.where  # a packed sweep resumes as a whole
     if update is not None:
         return (f"cancelled after update {update}; the last checkpoint is kept. Continue with: tradelab "
                 f"train run.resume={target}")
-    if all(runs.latest_checkpoint(d) is None for d in dirs):
+    if all(runs.latest_checkpoint(d) is None for d in plan.dirs):
         return (f"stopped before the first checkpoint: nothing to resume in {target} (it keeps the config "
                 "and status); start the run again")
     return f"stopped; continue from the last checkpoint with: tradelab train run.resume={target}"
 
 
-def run_info(points: list[dict[str, Any]], result: Any, index: int) -> dict[str, Any]:
+def run_info(plan: RunPlan, result: Any, index: int) -> dict[str, Any]:
     import jax
 
-    cfg = points[index]
+    cfg = plan.points[index].config
     info: dict[str, Any] = {
         "seed": int(cfg["seed"]),
-        "seeds": sorted({int(p["seed"]) for p in points}),
-        "points": len(points),
+        "seeds": sorted(set(plan.seeds())),
+        "points": len(plan.points),
         "device": f"{jax.devices()[0].platform}:{getattr(jax.devices()[0], 'device_kind', '')}",
         "jax_version": jax.__version__,
         "python": platform.python_version(),
@@ -122,11 +108,10 @@ def run_info(points: list[dict[str, Any]], result: Any, index: int) -> dict[str,
     if cfg["env"].get("kind") == "gymnax":
         info["env_id"] = cfg["env"]["id"]
     else:
-        from tradelab_jax import data
+        from tradelab_jax.training.envs import dataset
 
-        manifest = data.load(cfg["data"]["id"], lake=cfg["data"].get("lake")).manifest
         info["dataset_id"] = cfg["data"]["id"]
-        info["dataset_checksum"] = dataset_checksum(manifest)
+        info["dataset_checksum"] = dataset_checksum(dataset(cfg).market.manifest)
     return info
 
 
@@ -140,43 +125,43 @@ def dataset_checksum(manifest: dict[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def finish(points, dirs, result) -> list[dict[str, Any]]:
+def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
     """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png and status ``done``."""
     from tradelab_jax.training import evaluate
 
-    cfg = points[0]
     summaries = []
-    if cfg["run"].get("eval", True):
-        print(_evaluation_note(cfg), file=sys.stderr)  # seconds on a CPU after the bar reached 100%
-        evals = evaluate.evaluate_points(points, result.params)
+    if plan.eval.enabled:
+        print(_evaluation_note(plan), file=sys.stderr)  # seconds on a CPU after the bar reached 100%
+        evals = evaluate.evaluate_points(plan.configs, result.params)
     else:
-        evals = [{"splits": {}} for _ in points]
-    for i, d in enumerate(dirs):
-        summary = {"run": run_info(points, result, i), **{k: v for k, v in evals[i].items()
-                                                            if k not in ("telemetry", "curves")}}
+        evals = [{"splits": {}} for _ in plan.points]
+    for i, point in enumerate(plan.points):
+        d = point.dir
+        summary = {"run": run_info(plan, result, i), **{k: v for k, v in evals[i].items()
+                                                         if k not in ("telemetry", "curves")}}
         runs.write_eval_summary(d, summary)
         if evals[i].get("telemetry") is not None:
             evaluate.write_telemetry(d / runs.TELEMETRY_FILE, evals[i]["telemetry"])
         if evals[i].get("curves"):
-            evaluate.plot_equity(d / runs.EQUITY_FILE, evals[i]["curves"], title=_title(points[i]))
+            evaluate.plot_equity(d / runs.EQUITY_FILE, evals[i]["curves"], title=_title(point.config))
         runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
         summaries.append(summary)
     return summaries
 
 
-def _evaluation_note(config: dict[str, Any]) -> str:
+def _evaluation_note(plan: RunPlan) -> str:
     """What runs between the progress bar reaching 100% and the summary."""
-    if (config.get("env") or {}).get("kind") == "gymnax":
-        return f"evaluating the greedy policy over {config['run'].get('eval_episodes', 32)} episodes"
-    splits = ", ".join(config["run"].get("eval_splits") or ["val", "test"])
-    return f"evaluating on {splits}: the agent and the buy_and_hold, flat and random baselines"
+    if (plan.base.get("env") or {}).get("kind") == "gymnax":
+        return f"evaluating the greedy policy over {plan.eval.episodes} episodes"
+    return (f"evaluating on {', '.join(plan.eval.splits)}: the agent and the buy_and_hold, flat and random "
+            "baselines")
 
 
 def _title(cfg: dict[str, Any]) -> str:
     return f"{cfg['data']['id']}  seed={cfg['seed']}  risk_pct={cfg['env'].get('risk_pct')}"
 
 
-def print_summary(points, summaries, stream=None, dirs=None) -> None:
+def print_summary(summaries, stream=None, dirs=None) -> None:
     """The test split (or the last evaluated split) of each point: agent vs the baselines."""
     stream = stream or sys.stdout
     for i, s in enumerate(summaries):
@@ -193,7 +178,6 @@ def print_summary(points, summaries, stream=None, dirs=None) -> None:
         name = "test" if "test" in splits else list(splits)[-1]
         lines = _split_table(name, splits[name], s.get("policies") or {})
         print(head + "\n".join(lines), file=stream)
-    del points
 
 
 # (header = the eval_summary.json field, kind): `pct` fields are fractions printed as percent.

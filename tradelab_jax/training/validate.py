@@ -9,41 +9,18 @@ before the trainer writes a run directory or compiles anything, so a typo costs 
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, SWEEPABLE_AGENT, resolve_env_knobs
 
 SPLITS = ("train", "val", "test")
 # A maker rebate beyond this (a fraction of notional) is larger than major exchanges pay: a limit-order
 # policy could then profit from churning alone, which is worth a warning, not a refusal.
 LARGEST_REAL_REBATE = 0.0003
-
-# (low, low inclusive, high, high inclusive, what a valid value is) for PPO's traced knobs.
-_HYPER_RANGES: dict[str, tuple[float, bool, float, bool, str]] = {
-    "lr": (0.0, False, math.inf, False, "a positive learning rate"),
-    "gamma": (0.0, True, 1.0, True, "a discount in [0, 1]"),
-    "gae_lambda": (0.0, True, 1.0, True, "a GAE lambda in [0, 1]"),
-    "clip_eps": (0.0, False, math.inf, False, "a positive clip range"),
-    "vf_coef": (0.0, True, math.inf, False, "a non-negative coefficient"),
-    "ent_coef": (0.0, True, math.inf, False, "a non-negative coefficient"),
-    "max_grad_norm": (0.0, False, math.inf, False, "a positive gradient-norm bound"),
-}
-
-
-def check_hyper(name: str, value: Any) -> float:
-    low, low_in, high, high_in, valid = _HYPER_RANGES[name]
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"invalid agent.{name}={value!r}: expected {valid}") from None
-    ok = math.isfinite(x) and (x >= low if low_in else x > low) and (x <= high if high_in else x < high)
-    if not ok:
-        raise UserError(f"invalid agent.{name}={value!r}: expected {valid}")
-    return x
 
 
 def check_resume(path: Any) -> Path:
@@ -83,15 +60,13 @@ def _check_data(point: dict[str, Any]) -> None:
 
     Lake.at(point["data"].get("lake")).read_manifest(str(point["data"]["id"]))  # DataError if unknown
     load_feature_set(point.get("features") or "default")
-    if int(point["env"].get("window", 1)) < 1:
-        raise UserError(f"invalid env.window={point['env']['window']}: expected a whole number >= 1")
+    ENV_KNOBS["window"].check(point["env"].get("window", ENV_KNOBS["window"].default))
 
 
 def _check_knobs(point: dict[str, Any], warned: set[float]) -> None:
-    from tradelab_jax.env.knobs import resolve_knobs
     from tradelab_jax.training.envs import trading_knobs
 
-    knobs = resolve_knobs(trading_knobs(point))
+    knobs = resolve_env_knobs(trading_knobs(point))
     rebate = -float(knobs["maker_fee"])
     if rebate > LARGEST_REAL_REBATE and rebate not in warned:
         warned.add(rebate)
@@ -129,8 +104,8 @@ def _check_keys(plain: dict[str, Any]) -> None:
 def check_config(plain: dict[str, Any]) -> None:
     """Raise :class:`UserError` (one sentence) if the resolved config ``plain`` cannot train."""
     from tradelab_jax.training.envs import is_gymnax
+    from tradelab_jax.training.plan import expand
     from tradelab_jax.training.runner import ppo_spec
-    from tradelab_jax.training.sweep import expand_sweep
 
     _check_keys(plain)
     run = plain["run"]
@@ -142,16 +117,15 @@ def check_config(plain: dict[str, Any]) -> None:
     for split in run.get("eval_splits") or []:
         if split not in SPLITS:
             raise UserError(f"invalid run.eval_splits entry {split!r}: use any of {', '.join(SPLITS)}")
-    for key in ("chunk_updates", "keep_checkpoints"):
-        if int(run[key]) < 1:
-            raise UserError(f"invalid run.{key}={run[key]}: expected a whole number >= 1")
-    if is_gymnax(plain) and int(run.get("eval_episodes", 1)) < 1:
-        raise UserError(f"invalid run.eval_episodes={run['eval_episodes']}: expected a whole number >= 1")
-    points = [point for point, _ in expand_sweep(plain)]
+    for name, knob in RUN_KNOBS.items():
+        if name != "eval_episodes" or is_gymnax(plain):
+            knob.check(run.get(name, knob.default))
+    points = [point for point, _ in expand(plain)]
     for point in points:
+        SEED.check(point["seed"])
         ppo_spec(point)
-        for name in _HYPER_RANGES:
-            check_hyper(name, point["agent"][name])
+        for name in SWEEPABLE_AGENT:
+            AGENT_KNOBS[name].check(point["agent"][name])
     if is_gymnax(plain):
         _check_gymnax(plain)
         return
