@@ -15,6 +15,7 @@ import numpy as np
 
 from tradelab_jax.env.kernel import DUST_RISK_UNITS
 from tradelab_jax.env.knobs import resolve_knobs
+from tradelab_jax.knobs import PARAM_KNOBS
 
 _LOG_FLOOR = math.log(2.0**-20)
 
@@ -41,11 +42,7 @@ class NumpyTradingEnv(gym.Env):
     def from_env_params(cls, params: Any, window: int = 1) -> NumpyTradingEnv:
         """The numpy twin of a JAX env's :class:`~tradelab_jax.env.EnvParams` (unbatched)."""
         get = lambda name: np.asarray(getattr(params, name)).item()
-        knobs = {name: get(name) for name in (
-            "maker_fee", "taker_fee", "risk_pct", "stop_loss_bps", "max_leverage", "slippage_bps",
-            "initial_cash", "max_drawdown", "rebalance_band", "min_order_notional", "trailing_stop",
-            "order_type", "reward", "episode_length", "random_start",
-        )}  # fmt: skip
+        knobs = {name: get(name) for name in PARAM_KNOBS if name != "position_buckets"}
         knobs["position_buckets"] = np.asarray(params.position_buckets)
         return cls(np.asarray(params.ohlc), np.asarray(params.features), start_min=get("start_min"),
                    start_max=get("start_max"), last_bar=get("last_bar"), window=window, **knobs)

@@ -135,7 +135,7 @@ class RunPlan:
         run = self.base["run"]
         return EvalPlan(enabled=bool(run.get("eval", True)),
                         splits=tuple(run.get("eval_splits") or ("val", "test")),
-                        episodes=int(run.get("eval_episodes", 32)))
+                        episodes=int(run["eval_episodes"]))
 
     def swept(self, group: str) -> tuple[str, ...]:
         """The knobs of ``group`` (``env``/``agent``) that take more than one value on the axes."""

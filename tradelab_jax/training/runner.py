@@ -236,7 +236,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
                                        points=S)
                     runs.append_metrics(d, rec)
                     data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
-                    runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg.get("keep_checkpoints", 2)))
+                    runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg["keep_checkpoints"]))
                     # A chunk in which no episode ended keeps the last known return (not null).
                     latest = {} if rec["mean_episode_return"] is None else {
                         "mean_episode_return": rec["mean_episode_return"]}

@@ -5,7 +5,7 @@ in chunks of updates (see :mod:`tradelab_jax.training.runner`).
 """
 
 from tradelab_jax.agents.ppo.losses import compute_gae, ppo_loss
-from tradelab_jax.agents.ppo.networks import PPONetworks, make_inference_fn, make_ppo_networks
+from tradelab_jax.agents.ppo.networks import PPONetworks, make_ppo_networks
 from tradelab_jax.agents.ppo.train import PPOHyper, PPOSpec, RunnerState, init_points, make_train
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "RunnerState",
     "compute_gae",
     "init_points",
-    "make_inference_fn",
     "make_ppo_networks",
     "make_train",
     "ppo_loss",

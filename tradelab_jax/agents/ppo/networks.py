@@ -87,14 +87,3 @@ def make_ppo_networks(
 
     return PPONetworks(init=init, apply=module.apply, num_actions=int(num_actions))
 
-
-def make_inference_fn(networks: PPONetworks, deterministic: bool = True):
-    """``policy(params, obs, key) -> action``: argmax of the logits, or a sample when not deterministic."""
-
-    def policy(params, obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        logits, _ = networks.apply(params, obs)
-        if deterministic or key is None:
-            return jnp.argmax(logits, axis=-1)
-        return jax.random.categorical(key, logits, axis=-1)
-
-    return policy

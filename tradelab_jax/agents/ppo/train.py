@@ -19,22 +19,23 @@ from flax import struct
 
 from tradelab_jax.agents.ppo.losses import categorical_log_prob, compute_gae, ppo_loss
 from tradelab_jax.agents.ppo.networks import PPONetworks, make_ppo_networks
+from tradelab_jax.knobs import AGENT_KNOBS
+
+_K = AGENT_KNOBS  # defaults and ranges: the knob table (tradelab_jax/knobs.py), not written here again
 
 
 @struct.dataclass
 class PPOHyper:
-    """Traced PPO knobs: any of them can be a sweep axis (vmapped) without recompiling."""
+    """Traced PPO knobs (the table's sweepable agent knobs, in its order): any of them can be a sweep axis
+    (vmapped) without recompiling."""
 
-    lr: float | jax.Array = 2.5e-4
-    ent_coef: float | jax.Array = 0.01
-    clip_eps: float | jax.Array = 0.2
-    vf_coef: float | jax.Array = 0.5
-    gamma: float | jax.Array = 0.99
-    gae_lambda: float | jax.Array = 0.95
-    max_grad_norm: float | jax.Array = 0.5
-
-
-SWEEPABLE_HYPER: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOHyper))
+    lr: float | jax.Array = _K["lr"].default
+    ent_coef: float | jax.Array = _K["ent_coef"].default
+    clip_eps: float | jax.Array = _K["clip_eps"].default
+    vf_coef: float | jax.Array = _K["vf_coef"].default
+    gamma: float | jax.Array = _K["gamma"].default
+    gae_lambda: float | jax.Array = _K["gae_lambda"].default
+    max_grad_norm: float | jax.Array = _K["max_grad_norm"].default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +43,12 @@ class PPOSpec:
     """Static PPO settings: everything that sets a shape or a loop length (changing one recompiles)."""
 
     num_updates: int
-    num_envs: int = 4
-    num_steps: int = 128
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    anneal_lr: bool = True
-    normalize_advantages: bool = True
+    num_envs: int = _K["num_envs"].default
+    num_steps: int = _K["num_steps"].default
+    update_epochs: int = _K["update_epochs"].default
+    num_minibatches: int = _K["num_minibatches"].default
+    anneal_lr: bool = _K["anneal_lr"].default
+    normalize_advantages: bool = _K["normalize_advantages"].default
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
 
