@@ -125,8 +125,8 @@ def compare_rollouts(subject: Mapping[str, np.ndarray], reference: Mapping[str, 
 # Run directories
 
 
-def check_run_dir(path: Path, what: str = "run directory") -> Path:
-    """A finished run directory, or a UserError naming what is wrong with ``path``."""
+def check_finished_run(path: Path, what: str = "run directory") -> Path:
+    """A finished (``done``) run directory, or a UserError naming what is wrong with ``path``."""
     from tradelab_jax.errors import UserError
 
     path = Path(path).expanduser()

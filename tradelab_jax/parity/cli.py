@@ -252,9 +252,9 @@ def run_dir_mode(args: argparse.Namespace) -> int:
     from tradelab_jax.parity.backends import WorkerSpec, run_worker
     from tradelab_jax.parity.compare import Report
 
-    subject = checks.check_run_dir(args.run_dir)
+    subject = checks.check_finished_run(args.run_dir)
     if args.against is not None:
-        reference = checks.check_run_dir(args.against, "--against run directory")
+        reference = checks.check_finished_run(args.against, "--against run directory")
         if reference == subject:
             raise UserError("--against names the run directory itself; give another run to compare with")
     if args.out is not None:
