@@ -35,3 +35,22 @@ def test_eval_summary_documents_asset_return_and_bucket_indices():
     assert "terminated" in section
     assert re.search(r"bucket index 4", section)
     assert '"buy_and_hold": "bucket 1"' not in section
+
+
+def _quoted(text: str) -> set[str]:
+    return set(re.findall(r"`([a-z]+)`", text))
+
+
+def test_the_documented_states_and_resume_rule_are_runs_own():
+    from tradelab_jax import runs
+
+    section = _section("status.json")
+    lifecycle = re.search(r"`status`: (.*?)\. A resume", section).group(1)
+    assert _quoted(lifecycle) == set(runs.STATES)
+    derived = re.search(r"\(`runs.effective_state`\): an active status \((.*?)\) whose .*? reads `([a-z]+)`",
+                        section)
+    assert _quoted(derived.group(1)) == set(runs.ACTIVE_STATES) and derived.group(2) == runs.INTERRUPTED
+    resumes = re.search(r"must be (.*?), with", section).group(1)
+    assert _quoted(resumes) == set(runs.RESUMABLE_STATES)
+    for name in ("resumable", "resume_root", "holds_run", "find_runs", "iter_runs", "is_sweep_dir"):
+        assert f"runs.{name}" in section and callable(getattr(runs, name))

@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,18 @@ CANCEL_FILE = "CANCEL"
 PACKED_FILE = "packed.json"  # at the top of a packed sweep: its points and their swept values
 MULTIRUN_DIR = "multirun"
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
+# The run-state vocabulary: what status.json's ``status`` holds, written by the trainer and by launchers.
+ACTIVE_STATES = ("queued", "running")  # a launcher or a trainer holds the run
 FINAL_STATES = ("done", "failed", "cancelled")
+STATES = (*ACTIVE_STATES, *FINAL_STATES)
+# Derived, never written: an active run whose recorded process is gone (SIGKILL, power loss, a lost launcher).
+INTERRUPTED = "interrupted"
+EFFECTIVE_STATES = (*STATES, INTERRUPTED)  # what effective_state() says of a run with a status
+UNKNOWN = "unknown"  # no status.json, or one that cannot be read
+# Runs that stopped before the end and that nothing holds: run.resume continues them from a checkpoint.
+RESUMABLE_STATES = ("cancelled", "failed", INTERRUPTED)
+WHAT_RESUMES = (f"only a {', '.join(RESUMABLE_STATES[:-1])} or {RESUMABLE_STATES[-1]} run with a checkpoint "
+                "can be resumed")
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _CKPT = re.compile(r"^ckpt_(\d{9})\.msgpack$")
 
@@ -100,6 +111,43 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def recorded_state(status: dict[str, Any] | None) -> str:
+    """The state a status.json (as read by :func:`read_status`) records, or ``unknown``."""
+    if not isinstance(status, dict):
+        return UNKNOWN
+    return str(status.get("status") or UNKNOWN)
+
+
+def effective_state(status: dict[str, Any] | None) -> str:
+    """The recorded state, except that an active run whose pid is dead on this machine is ``interrupted``.
+
+    An active run without a pid (queued by a launcher that has not started its trainer yet) stays active.
+    The pid is only meaningful on the machine that wrote it, so the archive, which may read a run on a
+    shared filesystem from another node, keeps to :func:`recorded_state`.
+    """
+    state = recorded_state(status)
+    if state in ACTIVE_STATES and status.get("pid") and not pid_alive(status["pid"]):
+        return INTERRUPTED
+    return state
+
+
+def run_state(run_dir: str | os.PathLike, *, derive: bool = True) -> str:
+    """The run's :func:`effective_state` (``derive``) or :func:`recorded_state`; ``unknown`` when its
+    status.json is missing or cannot be read (damaged, or written by hand)."""
+    try:
+        status = read_status(run_dir)
+    except (OSError, ValueError):
+        return UNKNOWN
+    return effective_state(status) if derive else recorded_state(status)
+
+
+def holds_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` already holds a run that a new training must not overwrite: any status but
+    ``queued`` (a launcher creates the directory queued for exactly the training it then starts)."""
+    status = read_status(run_dir)
+    return status is not None and status.get("status") != "queued"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,36 +244,48 @@ def cancel_requested(run_dir: str | os.PathLike) -> bool:
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
+    """A run directory is a folder holding status.json (whoever wrote it: trainer, launcher, archive pull)."""
     return (Path(path) / STATUS_FILE).is_file()
 
 
-def iter_runs(outputs: str | os.PathLike) -> Iterator[Path]:
-    """Every run directory under ``outputs``, newest first.
+def is_sweep_dir(path: str | os.PathLike) -> bool:
+    """A packed sweep's folder: it holds packed.json above its point directories and is no run itself."""
+    return (Path(path) / PACKED_FILE).is_file() and not is_run_dir(path)
 
-    Single runs are ``<ts>_<tag>/``; multiruns and packed sweeps are ``multirun/<ts>_<tag>/<n>/``, and a
-    packed multirun whose shape-changing keys vary nests one level more: ``multirun/<ts>_<tag>/<job>/<n>/``.
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Every run directory at or below ``root``, in path order: the one run discovery.
+
+    A run's own subfolders are not searched, nor are hidden folders (``.hydra/``, the UI's ``.queue/``).
+    Under an outputs root this finds single runs ``<ts>_<tag>/``, multirun and packed-sweep points
+    ``multirun/<ts>_<tag>/<n>/`` and those of a packed multirun whose shape-changing keys vary
+    ``multirun/<ts>_<tag>/<job>/<n>/``, and runs pulled from the archive wherever their id put them.
     """
+    root = Path(root)
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, _ in os.walk(root):
+        here = Path(dirpath)
+        if here != root and is_run_dir(here):
+            found.append(here)
+            dirnames.clear()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return found
+
+
+def iter_runs(outputs: str | os.PathLike) -> Iterator[Path]:
+    """:func:`find_runs` under ``outputs``, newest first: ordered by the timestamp of the run or of its
+    sweep (``multirun/<ts>_<tag>``), then by path, all descending (a sweep's last point first)."""
     root = Path(outputs)
     if not root.is_dir():
         return
-    found = [p for p in root.iterdir() if p.is_dir() and p.name != MULTIRUN_DIR and is_run_dir(p)]
-    multi = root / MULTIRUN_DIR
-    groups = [g for g in multi.iterdir() if g.is_dir()] if multi.is_dir() else []
-    for group in groups:
-        for child in group.iterdir():
-            if not child.is_dir() or child.name.startswith("."):
-                continue
-            if is_run_dir(child):
-                found.append(child)
-            else:
-                found += [p for p in child.iterdir() if p.is_dir() and is_run_dir(p)]
 
     def order(p: Path) -> tuple[str, str]:
-        # Newest sweep first, then its points in order; top-level runs sort by their own timestamp.
-        rel = p.relative_to(root).parts
-        return (rel[1] if rel[0] == MULTIRUN_DIR else rel[0], "/".join(rel))
+        rel = p.relative_to(root).parts or ("",)
+        return (rel[1] if rel[0] == MULTIRUN_DIR and len(rel) > 1 else rel[0], "/".join(rel))
 
-    yield from sorted(found, key=order, reverse=True)
+    yield from sorted(find_runs(root), key=order, reverse=True)
 
 
 def point_dirs(sweep_dir: str | os.PathLike) -> list[Path]:
@@ -233,3 +293,80 @@ def point_dirs(sweep_dir: str | os.PathLike) -> list[Path]:
     root = Path(sweep_dir)
     dirs = [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.is_dir() else []
     return sorted(dirs, key=lambda p: int(p.name))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resuming: the one rule for `train run.resume=`, the UI's Resume button and anyone else who asks
+
+
+class NotResumable(ValueError):
+    """Why a run cannot be resumed, as a clause naming it (``it is done ...``); callers prefix the run."""
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """What ``run.resume=<path>`` continues."""
+
+    path: Path  # the run directory, or the packed sweep's directory
+    dirs: tuple[Path, ...]  # the run directories that train on: the run, or every point of the sweep
+    update: int  # the update of the last checkpoint (the smallest over the points), where training continues
+
+
+def resume_root(run_dir: str | os.PathLike) -> Path:
+    """What resumes for a picked run: its packed sweep's directory for a point of one (the points were
+    trained as one program), else the run itself."""
+    run_dir = Path(run_dir)
+    return run_dir.parent if is_sweep_dir(run_dir.parent) else run_dir
+
+
+def _checkpoint_update(run_dir: Path) -> int | None:
+    """The update of the run's last complete checkpoint, or None when there is none to continue from."""
+    try:
+        found = latest_checkpoint(run_dir)
+    except (OSError, ValueError, KeyError):  # a damaged latest.json is no checkpoint to resume from
+        return None
+    if found is None or not (run_dir / CONFIG_FILE).is_file():
+        return None
+    return int(found[1].get("update") or 0)
+
+
+def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = None,
+              for_trainer: bool = False) -> Resumable:
+    """Check that the run or packed sweep at ``path`` can be resumed; :class:`NotResumable` if not.
+
+    Every run directory it holds must be ``cancelled``, ``failed`` or ``interrupted`` (an active state
+    whose pid is dead, :func:`effective_state`) and have a checkpoint and its config. An active run with a
+    live pid is busy. A ``queued`` run without a pid is held by the launcher that queued it: refused to
+    anyone else (``for_trainer`` false: a second Resume), but taken by the trainer it starts
+    (``for_trainer``: ``train run.resume=``, which cannot tell the launcher's start from a user's).
+    ``picked`` is the run the caller was asked about; reasons name the others as points of its sweep.
+    """
+    path = Path(path)
+    picked = Path(picked) if picked is not None else path
+    dirs = point_dirs(path) if is_sweep_dir(path) else [path]
+    if not dirs:
+        raise NotResumable("it is a packed sweep without point directories")
+    updates = []
+    for d in dirs:
+        who = "it" if d == picked else f"point {d.name}" + (" of its packed sweep" if picked != path else "")
+        try:
+            status = read_status(d)
+        except (OSError, ValueError):  # being written by hand or damaged: not something to train on
+            status = None
+        state = effective_state(status)
+        if state == UNKNOWN:
+            raise NotResumable(f"{who} has no readable {STATUS_FILE}")
+        if state == "done":
+            raise NotResumable(f"{who} is done (trained and evaluated); nothing to resume (to train longer, "
+                               "start a new run with a larger agent.total_timesteps)")
+        pid = status.get("pid") if status else None
+        if state in ACTIVE_STATES and (not for_trainer or pid_alive(pid)):
+            held = f"; pid {pid}" if pid else ""
+            raise NotResumable(f"{who} is {state} (cancel its job first, or let it finish{held})")
+        if state not in (*RESUMABLE_STATES, *(ACTIVE_STATES if for_trainer else ())):
+            raise NotResumable(f"{who} is {state}")
+        update = _checkpoint_update(d)
+        if update is None:
+            raise NotResumable(f"{who} has no checkpoint (it stopped before its first chunk ended)")
+        updates.append(update)
+    return Resumable(path=path, dirs=tuple(dirs), update=min(updates))

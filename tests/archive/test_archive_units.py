@@ -7,9 +7,10 @@ import hashlib
 import os
 
 from tradelab_jax.archive.config import spec_from
-from tradelab_jax.archive.local import find_runs, hash_file
+from tradelab_jax.archive.local import hash_file
 from tradelab_jax.archive.transfer import remote_matches
 from tradelab_jax.cli import main
+from tradelab_jax.runs import find_runs
 
 MiB = 1024 * 1024
 

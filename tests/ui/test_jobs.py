@@ -279,7 +279,7 @@ def test_a_cancelled_run_with_a_checkpoint_is_queued_as_a_resume_job(outputs, ma
 @pytest.mark.parametrize(
     ("run_id", "why"),
     [
-        ("20251126T110000Z_finished", "it is done (trained to the end)"),
+        ("20251126T110000Z_finished", "it is done (trained and evaluated)"),
         ("20251126T110000Z_busy", "it is running (cancel its job first"),
         ("20251126T110000Z_waiting", "it is queued (cancel its job first"),
         ("20251126T110000Z_early", "it has no checkpoint"),
@@ -325,7 +325,7 @@ def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_que
     q._logs.pop(job.id).close()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    assert results.display_status(runs.read_status(run_dir)) == "interrupted"
+    assert runs.run_state(run_dir) == "interrupted"
     with pytest.raises(UserError, match=rf"cannot be resumed: job '{job.id}' is still running for it"):
         q.resume(job.run_dir)
     q.tick()  # the worker reaps the dead process: the run becomes failed

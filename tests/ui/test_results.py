@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tradelab_jax import runs
+from tradelab_jax import plots, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
 
@@ -136,7 +136,7 @@ def test_equity_curves_and_drawdown(populated):
     assert list(curves["agent"]) == [10_000.0, 10_500.0, 10_400.0, 11_000.0]
     assert str(curves["time"].iloc[0]) == "2025-10-15 00:01:00+00:00"
     # hand-worked: peak 10500 then 10400 -> 100/10500 below the peak
-    np.testing.assert_allclose(results.drawdown([100.0, 120.0, 90.0, 130.0]), [0, 0, 0.25, 0])
+    np.testing.assert_allclose(plots.drawdown([100.0, 120.0, 90.0, 130.0]), [0, 0, 0.25, 0])
     assert results.equity_curves(results.resolve_run(populated, "20251126T130000Z_cart")) is None
 
 

@@ -16,7 +16,7 @@ from tradelab_jax.archive.config import (
     check_run_id,
     spec_from,
 )
-from tradelab_jax.archive.local import find_runs, is_run_dir, is_sweep_dir, is_under, run_id_for, sweeps_of
+from tradelab_jax.archive.local import is_under, run_id_for, sweeps_of
 from tradelab_jax.archive.ops import (
     SWEEP_KIND,
     PushResult,
@@ -28,6 +28,7 @@ from tradelab_jax.archive.ops import (
 )
 from tradelab_jax.errors import UserError
 from tradelab_jax.paths import default_outputs
+from tradelab_jax.runs import find_runs, is_run_dir, is_sweep_dir
 
 EPILOG = (
     f"The bucket, prefix and endpoint come from the flags or from {ENV_BUCKET}, {ENV_PREFIX} and "

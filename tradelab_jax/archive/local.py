@@ -1,10 +1,12 @@
-"""The local side of a run: finding run directories, reading their status, hashing their files."""
+"""The local side of a run: which sweeps hold it, its id, hashing its files.
+
+Finding run directories and reading their state are the run-directory contract's (:mod:`tradelab_jax.runs`).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable
@@ -13,9 +15,8 @@ from pathlib import Path
 
 from tradelab_jax.archive.config import MANIFEST_NAME, ArchiveSpec, check_run_id
 from tradelab_jax.errors import UserError
-from tradelab_jax.runs import PACKED_FILE
+from tradelab_jax.runs import find_runs, is_run_dir, is_sweep_dir
 
-RUN_MARKERS = ("status.json",)  # the run-directory contract: every run has one
 _TEMP_FILE = re.compile(r"^\..+\.tmp$")  # tradelab_jax.io's half-written atomic files
 _CHUNK = 1024 * 1024
 
@@ -51,15 +52,6 @@ class LocalFile:
         return f"{hashlib.md5(b''.join(self.part_md5)).hexdigest()}-{len(self.part_md5)}"
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / marker).is_file() for marker in RUN_MARKERS)
-
-
-def is_sweep_dir(path: Path) -> bool:
-    """A packed sweep's folder: it holds packed.json above its point directories and is no run itself."""
-    return path.is_dir() and (path / PACKED_FILE).is_file() and not is_run_dir(path)
-
-
 def sweeps_of(run_dirs: list[Path], outputs: Path) -> list[Path]:
     """The packed sweeps (below the outputs root) that hold any of ``run_dirs``, innermost first."""
     outputs = outputs.resolve()
@@ -77,30 +69,6 @@ def is_under(path: Path, root: Path) -> bool:
     """Whether ``path`` is ``root`` or a folder below it (both resolved)."""
     path, root = path.resolve(), root.resolve()
     return path == root or root in path.parents
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run directories at or below ``root`` (a run's own subfolders are not searched)."""
-    if is_run_dir(root):
-        return [root]
-    found: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        here = Path(dirpath)
-        if here != root and is_run_dir(here):
-            found.append(here)
-            dirnames.clear()
-        dirnames.sort()
-    return found
-
-
-def read_status(run_dir: Path) -> str:
-    """The run's state from status.json (``status`` or ``state``), or 'unknown'."""
-    try:
-        data = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    value = data.get("status", data.get("state")) if isinstance(data, dict) else None
-    return str(value) if value else "unknown"
 
 
 def run_id_for(run_dir: Path, outputs: Path, run_id: str | None) -> str:

@@ -19,20 +19,13 @@ from typing import Any
 from tradelab_jax import __version__
 from tradelab_jax.archive.client import is_missing
 from tradelab_jax.archive.config import MANIFEST_FORMAT, MANIFEST_NAME, ArchiveSpec, check_run_id
-from tradelab_jax.archive.local import (
-    LocalFile,
-    read_status,
-    scan_run,
-    scan_sweep,
-    sha256_of,
-    sweep_points,
-)
+from tradelab_jax.archive.local import LocalFile, scan_run, scan_sweep, sha256_of, sweep_points
 from tradelab_jax.archive.transfer import download, head, manifest_entry, remote_matches, upload, utc_now
 from tradelab_jax.errors import UserError
 from tradelab_jax.paths import inside
+from tradelab_jax.runs import ACTIVE_STATES, run_state
 
 Log = Callable[[str], None]
-IN_PROGRESS = ("queued", "running")  # status.json states of a run that is not finished
 SWEEP_KIND = "sweep"  # a manifest's "kind" for a packed sweep's own files; absent for a run
 
 
@@ -104,8 +97,10 @@ def push_run(
 ) -> PushResult:
     """Upload what changed since the archived manifest, verify it, then write the new manifest."""
     check_run_id(run_id)
-    status = read_status(run_dir)
-    if status in IN_PROGRESS and not allow_running:
+    # The recorded state, not one derived from this machine's processes: the run may be training on
+    # another node of a shared filesystem.
+    status = run_state(run_dir, derive=False)
+    if status in ACTIVE_STATES and not allow_running:
         raise UserError(
             f"run {run_id} has not finished (its status.json says {status!r}): wait for it to end, or pass "
             "--allow-running to push a snapshot"
@@ -133,7 +128,7 @@ def push_sweep(
     """
     check_run_id(sweep_id)
     points = sweep_points(sweep_dir)
-    states = {read_status(sweep_dir / p) for p in points}
+    states = {run_state(sweep_dir / p, derive=False) for p in points}
     status = states.pop() if len(states) == 1 else ("mixed" if states else "unknown")
     extra = {"kind": SWEEP_KIND, "points": points, "status": status}
     result = _push_files(

@@ -24,19 +24,14 @@ LARGEST_REAL_REBATE = 0.0003
 
 
 def check_resume(path: Any) -> Path:
-    """The run (or packed sweep) directory ``run.resume`` names; refuses anything else."""
+    """The run (or packed sweep) directory ``run.resume`` names, if :func:`runs.resumable` lets the trainer
+    continue it; refuses anything else."""
     resolved = Path(str(path)).expanduser().resolve()
-    packed = (resolved / runs.PACKED_FILE).is_file()
-    if packed or (resolved / runs.CONFIG_FILE).is_file():
-        dirs = runs.point_dirs(resolved) if packed else [resolved]
-        statuses = [runs.read_status(d) or {} for d in dirs]
-        for d, st in zip(dirs, statuses, strict=True):
-            if st.get("status") in ("running", "queued") and runs.pid_alive(st.get("pid")):
-                raise UserError(f"run.resume={str(path)!r}: {d} is {st['status']} (pid {st.get('pid')}); "
-                                "cancel it first or let it finish")
-        if all(st.get("status") == "done" for st in statuses):
-            raise UserError(f"run.resume={str(path)!r} is done (trained and evaluated); nothing to resume. "
-                            "To train longer, start a new run with a larger agent.total_timesteps")
+    if runs.is_sweep_dir(resolved) or (resolved / runs.CONFIG_FILE).is_file():
+        try:
+            runs.resumable(resolved, for_trainer=True)
+        except runs.NotResumable as why:
+            raise UserError(f"run.resume={str(path)!r}: {why}") from None
         return resolved
     what = "does not exist" if not resolved.exists() else f"has no {runs.CONFIG_FILE}"
     raise UserError(f"run.resume={str(path)!r} is not a run directory ({resolved} {what}); give a run "
@@ -48,10 +43,9 @@ def check_run_dir(path: Any) -> None:
     resolved = Path(str(path)).expanduser().resolve()
     packed = (resolved / runs.PACKED_FILE).is_file()
     for d in [resolved, *runs.point_dirs(resolved)] if packed else [resolved]:
-        status = runs.read_status(d)
-        if status is not None and status.get("status") != "queued":
-            raise UserError(f"run.dir={str(path)!r} already holds a run ({status.get('status')}); choose "
-                            f"another run.dir, or continue it with run.resume={resolved}")
+        if runs.holds_run(d):
+            raise UserError(f"run.dir={str(path)!r} already holds a run ({runs.run_state(d, derive=False)}); "
+                            f"choose another run.dir, or continue it with run.resume={resolved}")
 
 
 def _check_data(point: dict[str, Any]) -> None:

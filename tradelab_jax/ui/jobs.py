@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_DIR = ".queue"
 LOG_FILE = "console.log"
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
+JOB_STATES = runs.STATES  # a job is in the state of the runs it trains
+ACTIVE_STATES = runs.ACTIVE_STATES
 TRAIN_COMMAND = (sys.executable, "-m", "tradelab_jax.train")
 
 

@@ -3,8 +3,9 @@
 Everything here reads the run-directory contract (docs/run-directory.md) through :mod:`tradelab_jax.runs`.
 A run is named by its id, its path relative to the outputs root (``<ts>_<tag>`` or
 ``multirun/<ts>_<tag>/<n>``); :func:`resolve_run` is the only way from an id to a folder and refuses
-anything that is not a run directory inside the outputs root. Plots are matplotlib figures (Agg, no pyplot
-state), so they are safe to build from several request threads at once.
+anything that is not a run directory inside the outputs root. Run states, what can resume and run discovery
+are the contract's (:mod:`tradelab_jax.runs`); the equity drawing is :mod:`tradelab_jax.plots`'. Plots are
+matplotlib figures (Agg, no pyplot state), so they are safe to build from several request threads at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from matplotlib.figure import Figure
 
 from tradelab_jax import paths, runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.plots import date_axis, drawdown, equity_figure
+from tradelab_jax.runs import WHAT_RESUMES
 
 # The runs table: column -> how it is read. Metrics are the agent's on the test split.
 RUN_COLUMNS = (
@@ -52,10 +55,6 @@ SUMMARY_METRICS = (
     "total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "round_trips",
     "win_rate", "turnover", "fees_paid", "stops_hit", "exposure", "final_equity",
 )  # fmt: skip
-POLICY_COLORS = {"agent": "tab:blue", "buy_and_hold": "tab:gray", "flat": "tab:green", "random": "tab:orange"}
-# Runs the trainer can continue (``run.resume``): they stopped before the end and nothing runs them now.
-RESUMABLE_STATES = ("cancelled", "failed", "interrupted")
-WHAT_RESUMES = "only a cancelled, failed or interrupted run with a checkpoint can be resumed"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -63,14 +62,18 @@ WHAT_RESUMES = "only a cancelled, failed or interrupted run with a checkpoint ca
 
 
 def resolve_run(outputs: str | os.PathLike, run_id: Any) -> Path:
-    """The directory of run ``run_id`` under ``outputs``; refuses traversal, absolute paths and non-runs."""
+    """The directory of run ``run_id`` under ``outputs``; refuses traversal, absolute paths and non-runs.
+
+    Any run :func:`runs.iter_runs` lists opens: ``<ts>_<tag>``, ``multirun/<ts>_<tag>/<n>``, a packed
+    multirun's ``multirun/<ts>_<tag>/<job>/<n>``, a run pulled from the archive under its id.
+    """
     if not isinstance(run_id, str) or not run_id:
         raise UserError("no run selected")
     parts = run_id.split("/")
-    shape_ok = len(parts) == 1 or (len(parts) == 3 and parts[0] == runs.MULTIRUN_DIR and parts[2].isdigit())
-    if run_id.startswith("/") or "\\" in run_id or not shape_ok:
+    if run_id.startswith("/") or "\\" in run_id:
         raise UserError(
-            f"invalid run id {run_id!r}: expected <timestamp>_<tag> or multirun/<timestamp>_<tag>/<n>"
+            f"invalid run id {run_id!r}: expected a path relative to the outputs root, e.g. "
+            "<timestamp>_<tag> or multirun/<timestamp>_<tag>/<n>"
         )
     for part in parts:
         paths.check_id(part, "run id part")
@@ -130,16 +133,6 @@ def split_metrics(summary: dict[str, Any], policy: str = "agent") -> dict[str, A
     return dict(splits[name].get(policy) or {})
 
 
-def display_status(status: dict[str, Any] | None) -> str:
-    """The trainer's status, except a ``running`` run whose process is gone reads ``interrupted``."""
-    if not status:
-        return "unknown"
-    state = str(status.get("status") or "unknown")
-    if state == "running" and status.get("pid") and not runs.pid_alive(status.get("pid")):
-        return "interrupted"
-    return state
-
-
 def run_row(outputs: str | os.PathLike, run_dir: Path) -> dict[str, Any]:
     status = runs.read_status(run_dir) or {}
     config = _safe_config(run_dir)
@@ -156,7 +149,7 @@ def run_row(outputs: str | os.PathLike, run_dir: Path) -> dict[str, Any]:
         "run": run_id_of(outputs, run_dir),
         "tag": _get(config, "run", "tag") or run_dir.name.split("_", 1)[-1],
         "dataset": dataset,
-        "status": display_status(status),
+        "status": runs.effective_state(status),
         "started": (status.get("started_at") or status.get("queued_at") or "").replace("T", " ").rstrip("Z"),
         "env_steps": status.get("env_steps"),
         "test_return": test_return,
@@ -329,23 +322,8 @@ def equity_curves(run_dir: Path, split: str = "test") -> pd.DataFrame | None:
     return out.reset_index(drop=True)
 
 
-def drawdown(equity: np.ndarray) -> np.ndarray:
-    """Fraction below the running peak (0 at a new high)."""
-    equity = np.asarray(equity, float)
-    peak = np.fmax.accumulate(equity)
-    return 1.0 - equity / peak
-
-
 # ---------------------------------------------------------------------------------------------------------
 # plots
-
-
-def _date_axis(ax) -> None:
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
 def _empty(message: str, size=(8, 3)) -> Figure:
@@ -390,29 +368,11 @@ def plot_metrics(metrics: pd.DataFrame) -> Figure:
 
 
 def plot_equity(curves: pd.DataFrame | None, title: str = "") -> Figure:
-    """Agent vs buy-and-hold equity with the drawdown of each below."""
+    """Agent vs buy-and-hold equity (:func:`equity_curves`) with the drawdown of each below."""
     if curves is None or curves.empty:
         return _empty("no equity curve: the run has no trading evaluation yet")
-    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for policy in ("agent", "buy_and_hold"):
-        if policy not in curves:
-            continue
-        eq = curves[policy].to_numpy(float)
-        label = policy.replace("_", " ")
-        top.plot(curves["time"], eq, lw=1.2, color=POLICY_COLORS[policy], label=label)
-        bottom.fill_between(
-            curves["time"], -drawdown(eq) * 100, 0, color=POLICY_COLORS[policy], alpha=0.35, lw=0, label=label
-        )
-    top.set_ylabel("equity (quote)")
-    top.legend(fontsize=9, loc="best")
-    top.grid(alpha=0.3)
-    bottom.set_ylabel("drawdown %")
-    bottom.grid(alpha=0.3)
-    _date_axis(bottom)
-    if title:
-        top.set_title(title, fontsize=10)
-    return fig
+    return equity_figure(curves["ts"].to_numpy(), curves["agent"].to_numpy(float),
+                         curves["buy_and_hold"].to_numpy(float), title=title, benchmark_drawdown=True)
 
 
 def _run_label(outputs: str | os.PathLike, run_id: str, config: dict[str, Any]) -> str:
@@ -451,7 +411,7 @@ def compare_table(outputs: str | os.PathLike, run_ids: list[str]) -> pd.DataFram
         bh = split_metrics(summary, "buy_and_hold")
         env, agent = cfg.get("env") or {}, cfg.get("agent") or {}
         config = {
-            "status": display_status(runs.read_status(d)),
+            "status": runs.run_state(d),
             "dataset": _get(cfg, "data", "id"),
             "features": _get(cfg, "features", "name"),
             "seed": cfg.get("seed"),
@@ -529,7 +489,7 @@ def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: s
     bottom.set_ylabel("drawdown %")
     bottom.grid(alpha=0.3)
     if same_period:
-        _date_axis(bottom)
+        date_axis(bottom)
     else:
         bottom.set_xlabel("bars since the split's first bar (the runs cover different periods)")
     return fig
@@ -551,62 +511,32 @@ class ResumeTarget:
     update: int  # the update of the last checkpoint, where training continues
 
 
-def _refuse_resume(run_id: str, why: str) -> UserError:
-    return UserError(f"run {run_id!r} cannot be resumed: {why}; {WHAT_RESUMES}")
-
-
-def _checkpoint_update(run_dir: Path) -> int | None:
-    try:
-        found = runs.latest_checkpoint(run_dir)
-    except (OSError, ValueError, KeyError):  # a damaged latest.json is no checkpoint to resume from
-        return None
-    if found is None or not (run_dir / runs.CONFIG_FILE).is_file():
-        return None
-    return int(found[1].get("update") or 0)
-
-
 def resume_target(outputs: str | os.PathLike, run_id: Any) -> ResumeTarget:
-    """Check that run ``run_id`` can be resumed and say what resumes; UserError (one sentence) if not.
+    """Check with :func:`runs.resumable` that run ``run_id`` can be resumed and say what resumes; UserError
+    (one sentence) if not.
 
-    A point of a packed sweep resumes with its whole sweep: the points were trained as one program and
-    ``run.resume`` takes the sweep's directory.
+    A point of a packed sweep resumes with its whole sweep (:func:`runs.resume_root`): the points were
+    trained as one program and ``run.resume`` takes the sweep's directory.
     """
     run_dir = resolve_run(outputs, run_id)
-    group = run_dir.parent
-    packed = run_id.startswith(f"{runs.MULTIRUN_DIR}/") and (group / runs.PACKED_FILE).is_file()
-    dirs = [d for d in runs.point_dirs(group) if runs.is_run_dir(d)] if packed else [run_dir]
-    updates = []
-    for d in dirs:
-        who = "it" if d == run_dir else f"point {d.name} of its packed sweep"
-        try:
-            state = display_status(runs.read_status(d))
-        except (OSError, ValueError):  # being written or damaged: not something to train on
-            state = "unreadable"
-        if state == "done":
-            raise _refuse_resume(run_id, f"{who} is done (trained to the end)")
-        if state in ("running", "queued"):
-            raise _refuse_resume(run_id, f"{who} is {state} (cancel its job first, or let it finish)")
-        if state not in RESUMABLE_STATES:
-            raise _refuse_resume(run_id, f"{who} is {state}")
-        update = _checkpoint_update(d)
-        if update is None:
-            raise _refuse_resume(run_id, f"{who} has no checkpoint (it stopped before its first chunk ended)")
-        updates.append(update)
-    target = group if packed else run_dir
+    try:
+        found = runs.resumable(runs.resume_root(run_dir), picked=run_dir)
+    except runs.NotResumable as why:
+        raise UserError(f"run {run_id!r} cannot be resumed: {why}; {WHAT_RESUMES}") from None
     return ResumeTarget(
         run_id=run_id,
-        dir_id=run_id_of(outputs, target),
-        path=target,
-        points=len(dirs) if packed else 1,
+        dir_id=run_id_of(outputs, found.path),
+        path=found.path,
+        points=len(found.dirs) if found.path != run_dir else 1,
         tag=str(_get(_safe_config(run_dir), "run", "tag") or run_dir.name.split("_", 1)[-1]),
-        update=min(updates),
+        update=found.update,
     )
 
 
 def status_line(run_dir: Path) -> str:
     """A one-line summary of a run's status.json for the run view."""
     st = runs.read_status(run_dir) or {}
-    bits = [f"**{display_status(st)}**"]
+    bits = [f"**{runs.effective_state(st)}**"]
     if st.get("env_steps") is not None and st.get("total_env_steps"):
         bits.append(f"{int(st['env_steps']):,} / {int(st['total_env_steps']):,} env steps")
     for key, label in (("started_at", "started"), ("ended_at", "ended"), ("device", "device")):
