@@ -20,9 +20,8 @@ def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> d
     for d in plan.dirs:
         # A second guard where the run is written (the up-front run.dir check does not cover in-process
         # callers or tag-named folders): nothing stored is overwritten.
-        st = runs.read_status(d)
-        if st is not None and st.get("status") != "queued":
-            raise UserError(f"run directory {d} already holds a run ({st.get('status')}); "
+        if runs.holds_run(d):
+            raise UserError(f"run directory {d} already holds a run ({runs.run_state(d, derive=False)}); "
                             "pick another run.tag or use run.resume to continue it")
     for point in plan.points:
         point.dir.mkdir(parents=True, exist_ok=True)
