@@ -219,42 +219,45 @@ def transition(state: EnvState, action: jax.Array, params: EnvParams
     nan = jnp.full_like(price, jnp.nan)
 
     # §2 sizing at c[t]
-    risk_units, cap, stop_distance = kernel.compute_risk_units(
-        equity, price, p.risk_pct, p.stop_loss_bps, p.max_leverage
+    sizing = kernel.compute_risk_units(
+        equity=equity, price=price, risk_pct=p.risk_pct, stop_loss_bps=p.stop_loss_bps,
+        max_leverage=p.max_leverage,
     )
-    fraction = p.position_buckets[action]
-    target, delta, send = kernel.compute_order(
-        fraction, state.position, risk_units, cap, price, p.rebalance_band, p.min_order_notional
+    order = kernel.compute_order(
+        sizing, fraction=p.position_buckets[action], position=state.position, price=price,
+        rebalance_band=p.rebalance_band, min_order_notional=p.min_order_notional,
     )
 
     # §3 execution in bar t+1
-    bar = p.ohlc[state.t + 1]
-    bar_open, bar_high, bar_low, bar_close = bar[0], bar[1], bar[2], bar[3]
-    filled, fill_price, fee = kernel.execute_order(
-        delta, send, price, bar_open, bar_high, bar_low, p.order_type == 1, p.maker_fee, p.taker_fee,
-        p.slippage_bps,
+    bar = kernel.Bar.at(p.ohlc, state.t + 1)
+    fill = kernel.execute_order(
+        order, bar, is_market=p.order_type == 1, maker_fee=p.maker_fee, taker_fee=p.taker_fee,
+        slippage_bps=p.slippage_bps,
     )
-    cash, position, entry, stop = kernel.apply_fill(
-        state.cash, state.position, state.entry_price, state.stop_price, delta, filled, fill_price, fee,
-        p.stop_loss_bps,
-    )
+    account = kernel.apply_fill(kernel.Account.of(state), order, fill, stop_loss_bps=p.stop_loss_bps)
 
     # §4 stop in the same bar, then the optional trail
-    hit, exit_price, stop_fee = kernel.check_stop(
-        position, stop, bar_open, bar_high, bar_low, p.stop_loss_bps, p.taker_fee, p.slippage_bps
+    stop_exit = kernel.check_stop(
+        account, bar, stop_loss_bps=p.stop_loss_bps, taker_fee=p.taker_fee, slippage_bps=p.slippage_bps
     )
-    cash = jnp.where(hit, cash + position * exit_price - stop_fee, cash)
+    cash, position, entry, stop = account
+    hit = stop_exit.filled
+    cash = jnp.where(hit, cash + position * stop_exit.price - stop_exit.fee, cash)
     position = jnp.where(hit, 0.0, position)
     flat = position == 0
     entry = jnp.where(flat, 0.0, entry)
     stop = jnp.where(flat, 0.0, stop)
-    stop = kernel.trail_stop(position, stop, bar_close, p.stop_loss_bps, p.trailing_stop)
+    stop = kernel.trail_stop(
+        bar, position=position, stop_price=stop, stop_loss_bps=p.stop_loss_bps, trailing_stop=p.trailing_stop
+    )
 
     # §5 marking, reward, kill switch
-    new_equity = cash + position * bar_close
-    reward = kernel.compute_reward(equity, new_equity, p.initial_cash, p.reward)
+    new_equity = cash + position * bar.close
+    reward = kernel.compute_reward(
+        equity_before=equity, equity_after=new_equity, initial_cash=p.initial_cash, reward_kind=p.reward
+    )
     peak = jnp.maximum(state.peak_equity, new_equity)
-    terminated = kernel.is_killed(new_equity, peak, p.max_drawdown)
+    terminated = kernel.is_killed(equity=new_equity, peak_equity=peak, max_drawdown=p.max_drawdown)
     held = jnp.where(
         position * state.position > 0, state.bars_in_position + 1, jnp.where(flat, 0, 1)
     ).astype(state.bars_in_position.dtype)
@@ -268,22 +271,22 @@ def transition(state: EnvState, action: jax.Array, params: EnvParams
         stop_price=stop,
         peak_equity=peak,
         equity=new_equity,
-        price=bar_close,
+        price=bar.close,
         bars_in_position=held,
     )
     info = {
         "t": state.t,
-        "target_position": target,
-        "risk_units": risk_units,
-        "stop_distance": stop_distance,
-        "order_size": jnp.where(send, delta, 0.0),
-        "filled": filled,
-        "fill_price": jnp.where(filled, fill_price, nan),
-        "limit_fee": fee,
+        "target_position": order.target,
+        "risk_units": sizing.risk_units,
+        "stop_distance": sizing.stop_distance,
+        "order_size": jnp.where(order.send, order.delta, 0.0),
+        "filled": fill.filled,
+        "fill_price": jnp.where(fill.filled, fill.price, nan),
+        "limit_fee": fill.fee,
         "stop_hit": hit,
         "stop_price": jnp.where(flat | (p.stop_loss_bps <= 0), nan, stop),
-        "exit_price": jnp.where(hit, exit_price, nan),
-        "stop_fee": stop_fee,
+        "exit_price": jnp.where(hit, stop_exit.price, nan),
+        "stop_fee": stop_exit.fee,
         "position": position,
         "cash": cash,
         "equity": new_equity,
@@ -363,7 +366,9 @@ class TradingEnv(environment.Environment[EnvState, EnvParams]):
         return jnp.concatenate([window, account_features(state, params)])
 
     def is_terminated(self, state, params):
-        return kernel.is_killed(state.equity, state.peak_equity, params.max_drawdown)
+        return kernel.is_killed(
+            equity=state.equity, peak_equity=state.peak_equity, max_drawdown=params.max_drawdown
+        )
 
     def is_truncated(self, state, params):
         return (state.time >= params.episode_length) | (state.t >= params.last_bar)
@@ -391,9 +396,10 @@ def account_features(state: EnvState, params: EnvParams) -> jax.Array:
     """The four account columns of the observation (float32, always finite; see TradingEnv)."""
     equity = state.equity
     live = equity > 0
-    risk_units, _, _ = kernel.compute_risk_units(
-        equity, state.price, params.risk_pct, params.stop_loss_bps, params.max_leverage
-    )
+    risk_units = kernel.compute_risk_units(
+        equity=equity, price=state.price, risk_pct=params.risk_pct, stop_loss_bps=params.stop_loss_bps,
+        max_leverage=params.max_leverage,
+    ).risk_units
     position_ru = jnp.where(risk_units > 0, state.position / jnp.where(risk_units > 0, risk_units, 1.0), 0.0)
     safe_equity = jnp.where(live, equity, 1.0)
     unrealized = jnp.where(live, state.position * (state.price - state.entry_price) / safe_equity, 0.0)
