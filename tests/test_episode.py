@@ -97,3 +97,48 @@ def test_trained_run_dir_policy_replays_the_trainers_test_evaluation(tmp_path):
     assert metrics["total_return"] == pytest.approx(agent["total_return"], rel=1e-9)
     assert summary["asset_return"] == pytest.approx(test["asset_return"], rel=1e-12)
     assert summary["terminated"] == agent["terminated"]
+    assert summary["first_decision"] == test["first_bar"]  # one timestamp format (data.schema.ms_to_iso)
+    if not agent["terminated"]:
+        assert summary["last_mark"] == test["last_bar"]
+
+
+def test_buy_and_hold_means_the_bucket_nearest_plus_one_in_episode_evaluation_and_parity(tmp_path):
+    """With buckets [-1, 0, 1, 2] buy_and_hold is bucket index 2 (+1 risk unit), not the levered +2 that the
+    largest bucket would be: in the trainer's evaluation, in `tradelab episode` over the same split, and in
+    parity's re-run of the run directory, whose buy_and_hold rows must match exactly."""
+    from tradelab_jax import runs, train
+    from tradelab_jax.parity import checks, worker
+
+    assert train.main([
+        f"data.id={DATASET}", "env.position_buckets=[-1.0,0.0,1.0,2.0]", "agent.num_envs=2",
+        "agent.num_steps=16", "agent.total_timesteps=32", "agent.num_minibatches=1", "agent.update_epochs=1",
+        "network.hidden_sizes=[8]", "run.progress=false", "run.print_summary=false", "run.eval_splits=[test]",
+        f"run.outputs={tmp_path / 'outputs'}", "run.tag=bh", "seed=2",
+    ]) == 0
+    run_dir = next(runs.iter_runs(tmp_path / "outputs"))
+    evaluation = runs.read_eval_summary(run_dir)
+    assert evaluation["policies"]["buy_and_hold"].startswith("always bucket index 2 (target +1 risk units)")
+    theirs = pd.read_parquet(run_dir / "telemetry.parquet")
+    theirs = theirs[(theirs["split"] == "test") & (theirs["policy"] == "buy_and_hold")]
+    assert set(theirs["action"]) == {2}
+
+    out = tmp_path / "episode"
+    assert main(["--dataset", DATASET, "--split", "test", "--policy", "buy_and_hold", "--out", str(out),
+                 "--knob", "position_buckets=[-1, 0, 1, 2]"]) == 0
+    mine = pd.read_parquet(out / "telemetry.parquet")
+    assert set(mine["action"]) == {2}
+    assert len(mine) == len(theirs) > 1000
+    import numpy as np
+
+    np.testing.assert_array_equal(mine["t"].to_numpy(), theirs["t"].to_numpy())
+    np.testing.assert_allclose(mine["equity"].to_numpy(), theirs["equity"].to_numpy(), rtol=1e-6)
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    bh = evaluation["splits"]["test"]["buy_and_hold"]
+    assert (metrics["steps"], metrics["trades"]) == (bh["steps"], bh["trades"]) and bh["trades"] > 0
+    assert metrics["total_return"] == pytest.approx(bh["total_return"], rel=1e-9)
+
+    rerun = tmp_path / "parity_rerun"
+    assert worker.rerun(run_dir, rerun)["status"] == "done"
+    rows = [r for r in checks.compare_eval(rerun, run_dir, "exact") if "buy_and_hold" in r.name]
+    assert rows and all(r.ok and r.mismatches == 0 for r in rows), rows
+    assert runs.read_eval_summary(rerun)["policies"]["buy_and_hold"] == evaluation["policies"]["buy_and_hold"]

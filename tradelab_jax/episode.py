@@ -1,13 +1,15 @@
 """``tradelab episode``: one instrumented episode of a policy -> telemetry, summary and equity plot.
 
 The episode starts at the split's first valid bar and runs to its end (or ``--episode-length`` steps, or
-the kill switch). Policies: ``random`` (uniform buckets), ``flat`` (the bucket nearest 0),
-``buy_and_hold`` (the +1 bucket, else the largest) or a trained agent's run directory. A run directory's
-agent trades as in the trainer's own evaluation (``tradelab_jax.training.evaluate``): the run's
-``env.episode_length`` scales its ``bars_in_position`` observation but does not cut the episode, so over a
-whole split its steps, trades, fees and returns are those of the split's ``agent`` in eval_summary.json.
-``asset_return`` is the asset's unlevered price change over the whole split, close of its last bar over
-close of its first decision bar, minus 1 (the split's ``asset_return`` in eval_summary.json).
+the kill switch) through the env's episode runner (:func:`tradelab_jax.env.rollout.run_episode`), the one
+the trainer's evaluation uses. Policies: the baselines of :mod:`tradelab_jax.env.policies` (``random``:
+uniform buckets; ``flat``: the bucket nearest 0; ``buy_and_hold``: the bucket nearest +1, first on a tie)
+or a trained agent's run directory. A run directory's agent trades as in the trainer's own evaluation
+(``tradelab_jax.training.evaluate``): the run's ``env.episode_length`` scales its ``bars_in_position``
+observation but does not cut the episode, so over a whole split its steps, trades, fees and returns are
+those of the split's ``agent`` in eval_summary.json. ``asset_return`` is the asset's unlevered price change
+over the whole split, close of its last bar over close of its first decision bar, minus 1
+(:func:`tradelab_jax.env.policies.asset_return`, the split's ``asset_return`` in eval_summary.json).
 Outputs in ``--out``: ``telemetry.parquet`` (one row per step), ``summary.json`` and ``equity.png``.
 """
 
@@ -19,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from tradelab_jax.errors import UserError
-
-BASELINES = ("random", "flat", "buy_and_hold")
 
 
 def run_settings(run_dir: Path) -> dict[str, Any]:
@@ -51,25 +51,13 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     }
 
 
-class _Greedy:
-    """The trained actor's argmax action (the deterministic policy the trainer evaluates)."""
-
-    def __init__(self, networks: Any, net_params: Any):
-        self.networks, self.net_params = networks, net_params
-
-    def __call__(self, key, obs):
-        import jax.numpy as jnp
-
-        logits, _ = self.networks.apply(self.net_params, obs)
-        return jnp.argmax(logits)
-
-
 def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
-    """A trained agent's greedy policy ``(key, obs) -> action`` from its latest checkpoint."""
+    """A trained agent's greedy policy (``tradelab_jax.env.policies.Greedy``) from its latest checkpoint."""
     import jax
     from flax import serialization
 
     from tradelab_jax import runs
+    from tradelab_jax.env.policies import Greedy
     from tradelab_jax.training.runner import networks_for
 
     found = runs.latest_checkpoint(run_dir)
@@ -88,56 +76,7 @@ def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
         raise UserError(
             f"--policy {run_dir}: its network does not fit this environment's observation {obs.shape} ({err})"
         ) from None
-    return _Greedy(networks, net_params)
-
-
-def baseline_policy(name: str, buckets: Any, num_actions: int):
-    """``(key, obs) -> action`` for a baseline policy over ``buckets`` (exposure fractions)."""
-    import numpy as np
-
-    buckets = np.asarray(buckets, np.float64)
-    if name == "random":
-        return _Random(num_actions)
-    if name == "flat":
-        index = int(np.argmin(np.abs(buckets)))
-    else:  # buy_and_hold
-        ones = np.flatnonzero(buckets == 1.0)
-        index = int(ones[0]) if ones.size else int(np.argmax(buckets))
-    return _Constant(index)
-
-
-class _Random:
-    """Uniform random buckets; hashable by its size so jit reuses one compile."""
-
-    def __init__(self, num_actions: int):
-        self.num_actions = num_actions
-
-    def __call__(self, key, obs):
-        import jax
-
-        return jax.random.randint(key, (), 0, self.num_actions)
-
-    def __hash__(self) -> int:
-        return hash(("random", self.num_actions))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Random) and other.num_actions == self.num_actions
-
-
-class _Constant:
-    """A constant policy; hashable by its action so jit reuses one compile per action."""
-
-    def __init__(self, action: int):
-        self.action = action
-
-    def __call__(self, key, obs):
-        return self.action
-
-    def __hash__(self) -> int:
-        return hash(("constant", self.action))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Constant) and other.action == self.action
+    return Greedy(lambda obs: networks.apply(net_params, obs)[0])
 
 
 def _parse_knob(text: str) -> tuple[str, Any]:
@@ -182,6 +121,8 @@ def main(argv: list[str]) -> int:
             raise UserError(f"--knob {fixed} is set by the episode command; use --episode-length instead")
     if args.episode_length is not None and args.episode_length < 1:
         raise UserError(f"invalid --episode-length {args.episode_length}: expected a positive step count")
+    from tradelab_jax.env.policies import BASELINES
+
     policy_name = args.policy
     run_dir = None
     if policy_name not in BASELINES:
@@ -227,8 +168,10 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
     import pandas as pd
 
     from tradelab_jax import data
+    from tradelab_jax.data.schema import ms_to_iso
     from tradelab_jax.env import make
     from tradelab_jax.env.metrics import bars_per_year, summarize
+    from tradelab_jax.env.policies import asset_return, baseline
     from tradelab_jax.env.rollout import run_episode
     from tradelab_jax.io import atomic_path, atomic_write_json
     from tradelab_jax.plots import plot_equity
@@ -249,7 +192,7 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
         n_steps = last_bar - first if episode_length is None else min(episode_length, last_bar - first)
         telemetry = run_episode(env, params, policy, jax.random.key(seed), n_steps=n_steps)
     else:
-        policy = baseline_policy(policy_name, np.asarray(params.position_buckets), env.num_actions)
+        policy = baseline(policy_name, np.asarray(params.position_buckets))
         telemetry = run_episode(env, params, policy, jax.random.key(seed))
 
     ts = np.asarray(market.bars["ts"])
@@ -271,13 +214,12 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
         "seed": seed,
         "features": features if isinstance(features, str) else [f.name for f in features],
         "window": window,
-        "first_decision": _iso(ts[t[0]]),
-        "last_mark": _iso(ts[t[-1] + 1]),
+        "first_decision": ms_to_iso(ts[t[0]]),
+        "last_mark": ms_to_iso(ts[t[-1] + 1]),
         "terminated": bool(telemetry["terminated"][-1]),
-        # The unlevered price change over the whole split (not just the steps run, which a kill switch
-        # can cut short): tradelab_jax.training.evaluate.asset_return's formula, computed here because
-        # importing that module pulls in the training stack (flax, optax, omegaconf).
-        "asset_return": float(close[last_bar] / close[first] - 1.0),
+        # The unlevered price change over the whole split, not just the steps run (a kill switch can cut
+        # them short), as in the trainer's evaluation.
+        "asset_return": asset_return(close, first, last_bar),
         "knobs": _knobs_json({**knobs, "random_start": False, "episode_length": length}),
         "metrics": metrics,
     }
@@ -293,12 +235,6 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
                 label=policy_name if run_dir is None else "agent",
                 benchmark_label="the asset (1x, no fees)")
     return summary
-
-
-def _iso(ms: int) -> str:
-    import numpy as np
-
-    return str(np.datetime64(int(ms), "ms")) + "Z"
 
 
 def _knobs_json(knobs: dict) -> dict:

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tradelab_jax.env.trading import TELEMETRY, EnvParams, build_params, initial_state, stack_ohlc, transition
+from tradelab_jax.env.policies import Replayed
+from tradelab_jax.env.rollout import rollout, trim_at_termination
+from tradelab_jax.env.trading import TELEMETRY, EnvParams, TradingEnv, build_params, stack_ohlc
 from tradelab_jax.errors import UserError
 
 
@@ -39,20 +41,14 @@ def replay(bars: Mapping[str, Any], actions: Any, *, start: int = 0, **knobs: An
     n_actions = params.position_buckets.shape[0]
     if acts.min() < 0 or acts.max() >= n_actions:
         raise UserError(f"actions must lie in 0..{n_actions - 1} (indices into position_buckets)")
-    out = _replay_jit(params, jnp.asarray(acts, jnp.int32))
-    out = {k: np.asarray(v) for k, v in out.items()}
-    ended = np.flatnonzero(out["terminated"])
-    if ended.size:
-        out = {k: v[: ended[0] + 1] for k, v in out.items()}
-    return out
+    return trim_at_termination(_replay_jit(params, jnp.asarray(acts, jnp.int32)))
 
 
 def _replay_impl(params: EnvParams, actions: jax.Array) -> dict[str, jax.Array]:
-    def scan_step(state, action):
-        state, _, terminated, info = transition(state, action, params)
-        return state, {**info, "terminated": terminated}
-
-    _, telemetry = jax.lax.scan(scan_step, initial_state(params, params.start_min), actions)
+    """The episode runner with the given actions as its policy; no observation is needed (none is built)."""
+    env = TradingEnv(params.position_buckets.shape[0], window=1, num_features=params.features.shape[1])
+    telemetry = rollout(env, params, Replayed(actions), jax.random.key(0), params.start_min, actions.shape[0])
+    del telemetry["action"]  # the input, not telemetry
     assert set(TELEMETRY) < set(telemetry)
     return telemetry
 

@@ -1,18 +1,20 @@
-"""Run one episode with a policy in the loop (evaluation, `tradelab episode`)."""
+"""The one episode runner: a policy in the loop of the env's ``transition`` under one ``lax.scan``.
+
+Replay (``tradelab_jax.env.replay``), ``tradelab episode``, the trainer's evaluation and parity's
+rollouts all run episodes through :func:`rollout` (traceable, for callers that vmap it) and cut them with
+:func:`trim_at_termination`; :func:`run_episode` is both, jitted, for one episode on the host.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tradelab_jax.env.policies import Policy
 from tradelab_jax.env.trading import EnvParams, TradingEnv, initial_state, transition
-
-# policy(key, obs [obs_size] float32) -> action (int scalar); pure and jit-able.
-Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def episode_steps(params: EnvParams, start: int | None = None) -> int:
@@ -21,31 +23,56 @@ def episode_steps(params: EnvParams, start: int | None = None) -> int:
     return int(min(int(params.episode_length), int(params.last_bar) - first))
 
 
-def run_episode(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array,
-                start: int | None = None, n_steps: int | None = None) -> dict[str, np.ndarray]:
-    """Telemetry of one episode from ``start`` (default ``params.start_min``), with ``action`` added.
+def rollout(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array, start: jax.Array,
+            n_steps: int, *, freeze: bool = False) -> dict[str, jax.Array]:
+    """``n_steps`` steps of ``policy`` from decision bar ``start``: the §7 telemetry plus ``action`` and
+    ``terminated``, each ``[n_steps]``, with nothing reset and nothing cut.
 
-    Ends at truncation (``episode_length`` steps or the split's last bar; ``n_steps`` replaces that count,
-    e.g. to trade a whole split while ``episode_length`` only scales the observation) or at the first
-    termination (included). The episode runs under one ``lax.scan``; nothing resets.
+    Each step splits the carried key (``key, step_key = split(key)``) and hands ``step_key`` to the policy.
+    Rows after the first termination are not part of the episode: :func:`trim_at_termination` drops them.
+    ``freeze`` holds the account from the first termination on instead of trading on: the same episode,
+    but the program of the trainer's evaluation, whose recorded float32 results depend on it (XLA:CPU
+    fuses the step differently around the selects, which moves results by an ulp; it also runs about 4x
+    slower, as every select is fused with the whole step). Pure and traceable (vmap it over params, keys
+    or a traced policy index).
     """
-    first = int(params.start_min) if start is None else int(start)
-    n_steps = episode_steps(params, first) if n_steps is None else int(n_steps)
-    out = _episode(env, policy, n_steps, params, key, jnp.asarray(first, params.start_min.dtype))
-    out = {k: np.asarray(v) for k, v in out.items()}
+
+    def body(carry, _):
+        state, alive, key = carry
+        key, step_key = jax.random.split(key)
+        action = jnp.asarray(policy(step_key, env.get_obs(state, params), state.time), jnp.int32)
+        stepped, _, terminated, info = transition(state, action, params)
+        if freeze:
+            stepped = jax.tree.map(lambda new, old: jnp.where(alive, new, old), stepped, state)
+        return (stepped, alive & ~terminated, key), {**info, "terminated": terminated, "action": action}
+
+    carry = (initial_state(params, start), jnp.asarray(True), key)
+    _, telemetry = jax.lax.scan(body, carry, None, length=n_steps)
+    return telemetry
+
+
+def trim_at_termination(telemetry: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The episode's rows of a :func:`rollout`: up to and including the first termination (host arrays)."""
+    out = {k: np.asarray(v) for k, v in telemetry.items()}
     ended = np.flatnonzero(out["terminated"])
     if ended.size:
         out = {k: v[: ended[0] + 1] for k, v in out.items()}
     return out
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _episode(env: TradingEnv, policy: Policy, n_steps: int, params: EnvParams, key: jax.Array,
-             start: jax.Array) -> dict[str, jax.Array]:
-    def body(state, step_key):
-        action = jnp.asarray(policy(step_key, env.get_obs(state, params)), jnp.int32)
-        state, _, terminated, info = transition(state, action, params)
-        return state, {**info, "terminated": terminated, "action": action}
+def run_episode(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array,
+                start: int | None = None, n_steps: int | None = None) -> dict[str, np.ndarray]:
+    """Telemetry of one episode from ``start`` (default ``params.start_min``), with ``action`` added.
 
-    _, telemetry = jax.lax.scan(body, initial_state(params, start), jax.random.split(key, n_steps))
-    return telemetry
+    Ends at truncation (``episode_length`` steps or the split's last bar; ``n_steps`` replaces that count,
+    e.g. to trade a whole split while ``episode_length`` only scales the observation) or at the first
+    termination (included). ``policy`` is a static argument of the jit (the policies of
+    ``tradelab_jax.env.policies`` hash so that equal baselines share one compile).
+    """
+    first = int(params.start_min) if start is None else int(start)
+    n_steps = episode_steps(params, first) if n_steps is None else int(n_steps)
+    out = _rollout_jit(env, params, policy, key, jnp.asarray(first, params.start_min.dtype), n_steps)
+    return trim_at_termination(out)
+
+
+_rollout_jit = jax.jit(rollout, static_argnums=(0, 2, 5))

@@ -1,16 +1,17 @@
 """Evaluation on time the agent never trained on, plus the baselines, telemetry and the equity plot.
 
 Trading env: for each evaluation split (default ``val`` and ``test``) the deterministic policy (argmax) and
-three baselines (``buy_and_hold``: always the largest bucket, +1 by default; ``flat``: the bucket nearest 0;
-``random``: uniform over the buckets, seeded by the run's seed) trade the whole split as one continuous
-episode from its first valid bar (``random_start`` false) to its last bar, through the env's own
-``transition``. The env's episode length still scales the ``bars_in_position`` observation (capped at 1),
-but does not cut the evaluation. A kill-switch termination ends that policy's episode early (the rest is not
-traded; the policy's ``terminated`` is true).
+the three baselines of :mod:`tradelab_jax.env.policies` (``buy_and_hold``: the bucket nearest +1, first on a
+tie; ``flat``: the bucket nearest 0; ``random``: uniform over the buckets, seeded by the run's seed) trade
+the whole split as one continuous episode from its first valid bar (``random_start`` false) to its last
+bar, in one vmapped program: every (point, policy) pair is a :func:`tradelab_jax.env.rollout.rollout` of the
+env's own ``transition``, its policy an index into the stacked policies. The env's episode length still
+scales the ``bars_in_position`` observation (capped at 1), but does not cut the evaluation. A kill-switch
+termination ends that policy's episode early (the rest is not traded; the policy's ``terminated`` is true).
 
 ``buy_and_hold`` goes through RiskGuard like every policy (sized in risk units, with the stop-loss), so it
 is not the asset's own buy-and-hold: each split also records ``asset_return``, the unlevered price change
-over the evaluated range, defined as in ``tradelab episode``.
+over the evaluated range (:func:`tradelab_jax.env.policies.asset_return`, as in ``tradelab episode``).
 
 gymnax envs: the mean return of the greedy policy over ``run.eval_episodes`` (>= 20) episodes.
 """
@@ -25,10 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tradelab_jax.data.schema import ms_to_iso
+from tradelab_jax.env import policies
+from tradelab_jax.env.policies import POLICIES, asset_return
+from tradelab_jax.env.rollout import rollout, trim_at_termination
 from tradelab_jax.training.envs import batch_env_params, is_gymnax, make_env
 from tradelab_jax.training.runner import networks_for
 
-POLICIES = ("agent", "buy_and_hold", "flat", "random")
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
 
 
@@ -71,33 +75,17 @@ def _evaluate_gymnax(points, params) -> list[dict[str, Any]]:
     return out
 
 
-def _make_eval_fn(env, networks, n_steps: int, start: int, bh: int, flat: int, num_actions: int):
-    from tradelab_jax.env import TELEMETRY
-    from tradelab_jax.env.trading import initial_state, transition
+def _make_eval_fn(env, networks, n_steps: int, start: int, num_actions: int):
+    """``fn(net_params, params, buy_and_hold, flat, policy, key)``: one policy's :func:`rollout` of the
+    split, the policy an index into :func:`tradelab_jax.env.policies.stack` (vmap it over policies)."""
 
-    def run_policy(net_params, params, policy, key):
-        state0 = initial_state(params, jnp.asarray(start))
+    def run_policy(net_params, params, buy_and_hold, flat, policy, key):
+        stacked = policies.stack(num_actions, buy_and_hold, flat,
+                                 lambda obs: networks.apply(net_params, obs)[0])
+        return rollout(env, params, policies.select(stacked, policy), key, jnp.asarray(start), n_steps,
+                       freeze=True)
 
-        def step(carry, _):
-            state, alive, key = carry
-            key, k = jax.random.split(key)
-            logits, _ = networks.apply(net_params, env.get_obs(state, params))
-            choices = jnp.stack([jnp.argmax(logits), jnp.asarray(bh), jnp.asarray(flat),
-                                 jax.random.randint(k, (), 0, num_actions)])
-            action = choices[policy]
-            new_state, _, terminated, info = transition(state, action, params)
-            new_state = jax.tree.map(lambda n, o: jnp.where(alive, n, o), new_state, state)
-            tel = {name: info[name] for name in TELEMETRY}
-            tel["action"] = action
-            tel["alive"] = alive
-            tel["terminated"] = terminated
-            return (new_state, alive & ~terminated, key), tel
-
-        _, tel = jax.lax.scan(step, (state0, jnp.asarray(True), key), None, length=n_steps)
-        return tel
-
-    per_policy = jax.vmap(run_policy, in_axes=(None, None, 0, 0))
-    return per_policy
+    return jax.vmap(run_policy, in_axes=(None, None, None, None, 0, 0))
 
 
 def _evaluate_trading(points, params) -> list[dict[str, Any]]:
@@ -107,8 +95,9 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
 
     cfg = points[0]
     splits = list(cfg["run"].get("eval_splits") or ["val", "test"])
-    buckets = np.asarray(cfg["env"]["position_buckets"], float)
-    bh, flat = int(np.argmax(buckets)), int(np.argmin(np.abs(buckets)))
+    buckets = [np.asarray(p["env"]["position_buckets"], float) for p in points]  # a sweep may vary them
+    bh = jnp.asarray([policies.buy_and_hold_index(b) for b in buckets])
+    flat = jnp.asarray([policies.flat_index(b) for b in buckets])
     market = data.load(cfg["data"]["id"], lake=cfg["data"].get("lake"))
     ts_all, close_all = np.asarray(market.bars["ts"]), np.asarray(market.bars["close"], float)
     periods_per_year = MS_PER_YEAR / float(market.timeframe_ms)
@@ -121,23 +110,20 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
         batched, axes = batch_env_params(points, env, env_params)
         start, last_bar = int(env_params.start_min), int(env_params.last_bar)
         n_steps = last_bar - start
-        fn = _make_eval_fn(env, networks, n_steps, start, bh, flat, len(buckets))
+        fn = _make_eval_fn(env, networks, n_steps, start, len(buckets[0]))
         keys = jnp.stack([jax.random.split(jax.random.PRNGKey(int(p["seed"]) + 20_000), len(POLICIES))
                           for p in points])
-        policies = jnp.arange(len(POLICIES))
-        run = jax.jit(jax.vmap(fn, in_axes=(0, axes, None, 0)))
-        tel = jax.device_get(run(params, batched, policies, keys))
+        run = jax.jit(jax.vmap(fn, in_axes=(0, axes, 0, 0, None, 0)))
+        tel = jax.device_get(run(params, batched, bh, flat, jnp.arange(len(POLICIES)), keys))
         for i, point in enumerate(points):
-            table = {"bars": n_steps, "first_bar": _iso(ts_all[start]), "last_bar": _iso(ts_all[last_bar]),
+            table = {"bars": n_steps, "first_bar": ms_to_iso(ts_all[start]),
+                     "last_bar": ms_to_iso(ts_all[last_bar]),
                      "asset_return": asset_return(close_all, start, last_bar)}
             initial_cash = float(point["env"]["initial_cash"])
             for j, policy in enumerate(POLICIES):
-                rows = {k: np.asarray(v[i, j]) for k, v in tel.items()}
-                alive = rows.pop("alive").astype(bool)
+                rows = trim_at_termination({k: v[i, j] for k, v in tel.items()})
                 # The policy's `terminated` flag, not a telemetry.parquet column (those are the contract).
-                killed = bool(np.any(rows.pop("terminated").astype(bool) & alive))
-                all_equity = rows["equity"].astype(float)
-                rows = {k: v[alive] for k, v in rows.items()}
+                killed = bool(rows.pop("terminated")[-1])
                 metrics = episode_metrics(rows, initial_cash, periods_per_year)
                 table[policy] = {**metrics, "terminated": killed}
                 frame = pd.DataFrame(rows)
@@ -148,24 +134,18 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
                 results[i]["telemetry"].append(frame)
                 if policy in ("agent", "buy_and_hold"):
                     # After a kill-switch termination the account stays at its last equity.
-                    final_equity = rows["equity"][-1] if alive.any() else initial_cash
-                    curve = np.where(alive, all_equity, final_equity)
+                    equity = rows["equity"].astype(float)
+                    curve = np.concatenate([equity, np.full(n_steps - equity.size, equity[-1])])
                     ts_split = ts_all[start + 1 : last_bar + 1]
                     results[i]["curves"].setdefault(split, {})[policy] = (ts_split, curve)
             results[i]["splits"][split] = table
-    for r in results:
+    for r, b in zip(results, buckets, strict=True):
         r["telemetry"] = pd.concat(r["telemetry"], ignore_index=True) if r["telemetry"] else None
-        r["policies"] = policy_descriptions(buckets, bh, flat)
+        r["policies"] = policy_descriptions(b)
     return results
 
 
-def asset_return(close: np.ndarray, start: int, last_bar: int) -> float:
-    """The asset's unlevered price change over an evaluated range: the close of its last traded bar over
-    the close at its first decision bar, minus 1 (``asset_return`` of ``tradelab episode``)."""
-    return float(close[last_bar] / close[start] - 1.0)
-
-
-def policy_descriptions(buckets: np.ndarray, bh: int, flat: int) -> dict[str, str]:
+def policy_descriptions(buckets: np.ndarray) -> dict[str, str]:
     """What each evaluated policy does, in bucket indices (telemetry ``action``) and their targets."""
 
     def constant(index: int) -> str:
@@ -175,17 +155,11 @@ def policy_descriptions(buckets: np.ndarray, bh: int, flat: int) -> dict[str, st
         "agent": "argmax of the trained policy (a bucket index)",
         # Not the asset's buy-and-hold: RiskGuard sizes it (risk_pct / stop-loss distance, capped by
         # max_leverage) and its stop can close it again and again; the asset is the split's asset_return.
-        "buy_and_hold": constant(bh) + ", sized by RiskGuard with its stop-loss; the unlevered asset is "
-                        "the split's asset_return",
-        "flat": constant(flat),
+        "buy_and_hold": constant(policies.buy_and_hold_index(buckets)) + ", sized by RiskGuard with its "
+                        "stop-loss; the unlevered asset is the split's asset_return",
+        "flat": constant(policies.flat_index(buckets)),
         "random": f"uniform over bucket indices 0..{len(buckets) - 1}, seeded by the run's seed",
     }
-
-
-def _iso(ms: Any) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def episode_metrics(tel: dict[str, np.ndarray], initial_cash: float,
