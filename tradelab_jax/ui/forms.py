@@ -2,8 +2,12 @@
 
 Every value that reaches an override is parsed into a number, a boolean or one of a fixed set of names, then
 formatted by this module. Free text never passes through, so a field cannot inject a second override, a
-Hydra sweep or an interpolation. Ranges mirror the env's knob checks (docs/execution-semantics.md); the
-trainer checks them again when it composes the config.
+Hydra sweep or an interpolation. Each knob's default and range check is the knob table's
+(:mod:`tradelab_jax.knobs`), so a value the form refuses is refused by ``tradelab train`` (and sweeps and
+``pod launch``) with the same sentence; the trainer checks it again when it composes the config.
+
+The form is :data:`FIELD_TABLE` (field name -> :class:`Field`: how its text is parsed, which knob checks
+it, the overrides it becomes) plus the cross-field checks in :data:`CROSS_CHECKS`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,20 +23,15 @@ from typing import Any
 import yaml
 
 from tradelab_jax import paths
+from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, Knob
 
-# Form fields in display order; the error dict returned by parse_form is keyed by these names.
-FIELDS = (
-    "dataset", "features", "risk_pct", "stop_loss_bps", "maker_fee", "taker_fee", "order_type",
-    "trailing_stop", "position_buckets", "total_timesteps", "num_envs", "num_steps", "chunk_updates",
-    "seeds", "tag",
-)  # fmt: skip
-ORDER_TYPES = ("limit", "market")
-# Fields that take several values; each becomes a packed-sweep axis (sweep.<key>=[...]).
-SWEPT_FIELDS = (("seed", "seeds"), ("env.risk_pct", "risk_pct"), ("env.stop_loss_bps", "stop_loss_bps"))
+ORDER_TYPES = tuple(ENV_KNOBS["order_type"].choices)
 MAX_POINTS = 256  # a packed sweep larger than this is almost certainly a typo
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_INT_RE = re.compile(r"^\d+(_\d{3})*$")
+# A sign is allowed so that "-1" reaches the knob's check and gets its sentence (the CLI's), not ours.
+_INT_RE = re.compile(r"^[+-]?\d+(_\d{3})*$")
 _SEP_RE = re.compile(r"[,\s]+")
 # A number and a list separator are all a numeric field may contain.
 _NUMERIC_CHARS = re.compile(r"^[0-9eE+\-.,_\s]*$")
@@ -46,7 +46,8 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Choices:
-    """What the form may offer: datasets of the lake, feature sets of conf/features, config defaults."""
+    """What the form may offer: datasets of the lake, feature sets of conf/features, the defaults (the knob
+    table's, and the dataset and feature set of conf/config.yaml); a default missing here is the table's."""
 
     datasets: tuple[Dataset, ...]
     feature_sets: tuple[str, ...]
@@ -55,6 +56,10 @@ class Choices:
 
     def dataset_ids(self) -> tuple[str, ...]:
         return tuple(d.id for d in self.datasets if d.ok)
+
+    def default(self, name: str) -> Any:
+        """A form field's starting value (or ``num_minibatches``): given, else the knob table's."""
+        return self.defaults[name] if name in self.defaults else table_defaults()[name]
 
 
 @dataclass(frozen=True)
@@ -71,101 +76,13 @@ class LaunchPlan:
         return bool(self.axes)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What the form offers
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
-def load_choices(lake: str | Path | None = None, conf: str | Path | None = None) -> Choices:
-    """Datasets from the lake's manifests, feature sets from ``conf/features``, defaults from ``conf/``."""
-    from tradelab_jax.data import list_datasets
-
-    conf_dir = Path(conf) if conf else paths.conf_dir()
-    datasets = []
-    for item in list_datasets(lake, verify=False):
-        ok = item.get("status") == "ok"
-        first, last = (str(item.get(k) or "?")[:10] for k in ("first_bar", "last_bar"))
-        rows = item.get("rows")
-        label = (
-            f"{item['id']}: {item.get('symbol', '?')} {item.get('timeframe', '?')}, {first} → {last}"
-            f" ({rows:,} bars)"
-            if isinstance(rows, int)
-            else f"{item['id']}"
-        )
-        if not ok:
-            label += f" [{item.get('status')}]"
-        datasets.append(Dataset(id=item["id"], label=label, ok=ok))
-    features = tuple(sorted(p.stem for p in (conf_dir / "features").glob("*.yaml") if TAG_RE.match(p.stem)))
-    data_configs = tuple(sorted(p.stem for p in (conf_dir / "data").glob("*.yaml")))
-    env = _read_yaml(conf_dir / "env" / "trading.yaml")
-    agent = _read_yaml(conf_dir / "agent" / "ppo.yaml")
-    run = _read_yaml(conf_dir / "run" / "default.yaml")
-    root = _read_yaml(conf_dir / "config.yaml")
-    defaults = {
-        "features": "default",
-        "risk_pct": env.get("risk_pct", 0.01),
-        "stop_loss_bps": env.get("stop_loss_bps", 50.0),
-        "maker_fee": env.get("maker_fee", 0.0002),
-        "taker_fee": env.get("taker_fee", 0.0005),
-        "order_type": env.get("order_type", "limit"),
-        "trailing_stop": bool(env.get("trailing_stop", False)),
-        "position_buckets": env.get("position_buckets", [-1.0, -0.5, 0.0, 0.5, 1.0]),
-        "total_timesteps": agent.get("total_timesteps", 500_000),
-        "num_envs": agent.get("num_envs", 4),
-        "num_steps": agent.get("num_steps", 128),
-        "num_minibatches": agent.get("num_minibatches", 4),
-        "chunk_updates": run.get("chunk_updates", 10),
-        "seeds": root.get("seed", 0),
-        "tag": "ui",
-    }
-    for d in root.get("defaults") or []:
-        if isinstance(d, dict) and "data" in d:
-            defaults["dataset"] = d["data"]
-        if isinstance(d, dict) and "features" in d:
-            defaults["features"] = d["features"]
-    return Choices(
-        datasets=tuple(datasets), feature_sets=features, defaults=defaults, data_configs=data_configs
-    )
-
-
-def initial_values(choices: Choices) -> dict[str, Any]:
-    """The form's starting values (text fields as text), from the config defaults."""
-    d = choices.defaults
-    ids = choices.dataset_ids()
-    dataset = d.get("dataset") if d.get("dataset") in ids else (ids[0] if ids else None)
-    return {
-        "dataset": dataset,
-        "features": d.get("features")
-        if d.get("features") in choices.feature_sets
-        else (choices.feature_sets[0] if choices.feature_sets else None),
-        "risk_pct": _fmt_float(d.get("risk_pct", 0.01)),
-        "stop_loss_bps": _fmt_float(d.get("stop_loss_bps", 50.0)),
-        "maker_fee": "",
-        "taker_fee": "",
-        "order_type": d.get("order_type", "limit"),
-        "trailing_stop": bool(d.get("trailing_stop", False)),
-        "position_buckets": ", ".join(_fmt_float(x) for x in d.get("position_buckets", [])),
-        "total_timesteps": str(d.get("total_timesteps", 500_000)),
-        "num_envs": str(d.get("num_envs", 4)),
-        "num_steps": str(d.get("num_steps", 128)),
-        "chunk_updates": str(d.get("chunk_updates", 10)),
-        "seeds": str(d.get("seeds", 0)),
-        "tag": str(d.get("tag", "ui")),
-    }
+class FieldError(UserError):
+    """One field's problem that no knob check covers (its text, a list, the lake), as the sentence shown
+    next to it."""
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Typed parsing
-
-
-class FieldError(ValueError):
-    """One field's problem, as the sentence shown next to it."""
+# Parsing text into numbers
 
 
 def _fmt_float(x: float) -> str:
@@ -211,227 +128,262 @@ def _one(values: list[Any], what: str) -> Any:
     return values[0]
 
 
-def _in_range(
-    x: float, what: str, low: float, high: float, *, low_inc: bool, high_inc: bool, valid: str
-) -> float:
-    ok = (x >= low if low_inc else x > low) and (x <= high if high_inc else x < high)
-    if not ok:
-        raise FieldError(f"{what} {x:g} is out of range: expected {valid}")
-    return x
-
-
 def _unique(values: list[Any], what: str) -> list[Any]:
     if len(set(values)) != len(values):
         raise FieldError(f"{what} lists a value twice")
     return values
 
 
-def _list_override(key: str, values: list[Any], fmt) -> str:
+def _fmt(knob: Knob) -> Callable[[Any], str]:
+    return str if knob.kind == "int" else _fmt_float
+
+
+def _list_override(key: str, values: list[Any], fmt: Callable[[Any], str]) -> str:
     return f"{key}=[{','.join(fmt(v) for v in values)}]"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fields
+
+
+@dataclass(frozen=True)
+class Field:
+    """One form field. ``parse(raw, choices)`` returns its typed value or raises :class:`UserError` (the
+    knob's own sentence for a value out of range); ``overrides(value, choices)`` formats that value."""
+
+    parse: Callable[[Any, Choices], Any]
+    overrides: Callable[[Any, Choices], list[str]]
+    knob: Knob | None = None  # whose default starts the field and whose check refuses its values
+    axis: str | None = None  # several values make one packed-sweep axis over this key
+    optional: bool = False  # blank keeps the config's default (the field starts blank)
+
+
+def _swept(what: str, knob: Knob) -> Field:
+    """Several values make a packed sweep (``sweep.<key>=[...]``); one is a plain ``<key>=x``."""
+
+    def parse(raw: Any, _: Choices) -> list[Any]:
+        xs = parse_numbers(raw, what=what, integer=knob.kind == "int")
+        return _unique([knob.check(x) for x in xs], what)
+
+    def overrides(xs: list[Any], _: Choices) -> list[str]:
+        if len(xs) > 1:
+            return [_list_override(f"sweep.{knob.key}", xs, _fmt(knob))]
+        return [f"{knob.key}={_fmt(knob)(xs[0])}"]
+
+    return Field(parse, overrides, knob, axis=knob.key)
+
+
+def _number(what: str, knob: Knob, *, optional: bool = False) -> Field:
+    def parse(raw: Any, _: Choices) -> Any:
+        if optional and (raw is None or str(raw).strip() == ""):
+            return None  # keep the config's default
+        return knob.check(_one(parse_numbers(raw, what=what, integer=knob.kind == "int"), what))
+
+    def overrides(x: Any, _: Choices) -> list[str]:
+        return [] if x is None else [f"{knob.key}={_fmt(knob)(x)}"]
+
+    return Field(parse, overrides, knob, optional=optional)
+
+
+def _choice(knob: Knob) -> Field:
+    # The override is written by name, whatever the knob accepted (a name or its code).
+    return Field(lambda raw, _: knob.name_of(knob.check(raw)), lambda x, _: [f"{knob.key}={x}"], knob)
+
+
+def _switch(knob: Knob) -> Field:
+    return Field(lambda raw, _: knob.check(raw), lambda on, _: [f"{knob.key}={str(bool(on)).lower()}"], knob)
+
+
+def _buckets(what: str, knob: Knob) -> Field:
+    return Field(
+        lambda raw, _: list(knob.check(parse_numbers(raw, what=what))),
+        lambda xs, _: [_list_override(knob.key, xs, _fmt_float)],
+        knob,
+    )
+
+
+def _parse_dataset(raw: Any, choices: Choices) -> str:
+    ids = choices.dataset_ids()
+    if raw not in ids:
+        valid = ", ".join(ids) or "(none: the lake has no valid dataset)"
+        raise FieldError(f"dataset {raw!r} is not in the lake; valid: {valid}")
+    return raw
+
+
+def _dataset_overrides(ds: str, choices: Choices) -> list[str]:
+    return [f"data={ds}" if ds in choices.data_configs else f"data.id={ds}"]
+
+
+def _parse_features(raw: Any, choices: Choices) -> str:
+    if raw not in choices.feature_sets:
+        valid = ", ".join(choices.feature_sets)
+        raise FieldError(f"feature set {raw!r} is not a file in conf/features; valid: {valid}")
+    return raw
+
+
+def _parse_tag(raw: Any, _: Choices) -> str:
+    tag = "" if raw is None else str(raw)
+    if not TAG_RE.match(tag):
+        raise FieldError(
+            "experiment tag must be 1-64 letters, digits, '_' or '-', starting with a letter or digit; "
+            f"{tag!r} is not"
+        )
+    return tag
+
+
+# Display order, which is also the order of the overrides; parse_form's errors are keyed by these names.
+FIELD_TABLE: dict[str, Field] = {
+    "dataset": Field(_parse_dataset, _dataset_overrides),
+    "features": Field(_parse_features, lambda name, _: [f"features={name}"]),
+    "risk_pct": _swept("risk per trade", ENV_KNOBS["risk_pct"]),
+    "stop_loss_bps": _swept("stop distance", ENV_KNOBS["stop_loss_bps"]),
+    "maker_fee": _number("maker fee", ENV_KNOBS["maker_fee"], optional=True),
+    "taker_fee": _number("taker fee", ENV_KNOBS["taker_fee"], optional=True),
+    "order_type": _choice(ENV_KNOBS["order_type"]),
+    "trailing_stop": _switch(ENV_KNOBS["trailing_stop"]),
+    "position_buckets": _buckets("position buckets", ENV_KNOBS["position_buckets"]),
+    "total_timesteps": _number("total timesteps", AGENT_KNOBS["total_timesteps"]),
+    "num_envs": _number("number of environments", AGENT_KNOBS["num_envs"]),
+    "num_steps": _number("rollout length", AGENT_KNOBS["num_steps"]),
+    "chunk_updates": _number("updates per chunk", RUN_KNOBS["chunk_updates"]),
+    "seeds": _swept("seeds", SEED),
+    "tag": Field(_parse_tag, lambda tag, _: [f"run.tag={tag}"]),
+}
+FIELDS = tuple(FIELD_TABLE)
+# (sweep key, field) of the fields that take several values; each becomes a packed-sweep axis.
+SWEPT_FIELDS = tuple((f.axis, name) for name, f in FIELD_TABLE.items() if f.axis)
+
+
+def table_defaults() -> dict[str, Any]:
+    """Every field's default from the knob table (plus ``num_minibatches``, which the budget check needs,
+    and the tag a launch from the UI gets)."""
+    out = {name: f.knob.config_default() for name, f in FIELD_TABLE.items() if f.knob}
+    return {**out, "num_minibatches": AGENT_KNOBS["num_minibatches"].default, "features": "default",
+            "tag": "ui"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cross-field checks: each takes the fields that parsed and returns {field: sentence}
+
+
+def _check_budget(p: dict[str, Any], choices: Choices) -> dict[str, str]:
+    """PPO needs a whole update, divisible into minibatches.
+
+    The rule (and its sentences) of ``training/runner.ppo_spec``, which the form cannot call: the runner
+    imports JAX. tests/ui/test_forms.py holds the two equal.
+    """
+    if not {"total_timesteps", "num_envs", "num_steps"} <= p.keys():
+        return {}
+    per_update = p["num_envs"] * p["num_steps"]
+    minibatches = int(choices.default("num_minibatches"))
+    if p["total_timesteps"] // per_update < 1:
+        return {"total_timesteps": f"agent.total_timesteps={p['total_timesteps']} is less than one update of "
+                                   f"agent.num_envs x agent.num_steps = {per_update} steps"}
+    if per_update % minibatches:
+        return {"num_envs": f"agent.num_envs x agent.num_steps = {per_update} is not divisible by "
+                            f"agent.num_minibatches={minibatches}"}
+    return {}
+
+
+def _axes(p: dict[str, Any]) -> dict[str, list[Any]]:
+    return {key: p[name] for key, name in SWEPT_FIELDS if name in p and len(p[name]) > 1}
+
+
+def _check_sweep_size(p: dict[str, Any], _: Choices) -> dict[str, str]:
+    points = math.prod(len(v) for v in _axes(p).values())
+    if points > MAX_POINTS:
+        return {"risk_pct": f"the sweep has {points} runs (risk x stop x seeds); at most {MAX_POINTS}"}
+    return {}
+
+
+CROSS_CHECKS: tuple[Callable[[dict[str, Any], Choices], dict[str, str]], ...] = (
+    _check_budget, _check_sweep_size,
+)
 
 
 def parse_form(values: dict[str, Any], choices: Choices) -> tuple[LaunchPlan | None, dict[str, str]]:
     """``(plan, errors)``: a plan when every field is valid, else ``None`` and ``{field: sentence}``."""
-    errors: dict[str, str] = {}
     parsed: dict[str, Any] = {}
-
-    def field_(name: str, fn) -> None:
+    errors: dict[str, str] = {}
+    for name, f in FIELD_TABLE.items():
         try:
-            parsed[name] = fn(values.get(name))
-        except FieldError as err:
+            parsed[name] = f.parse(values.get(name), choices)
+        except UserError as err:
             errors[name] = str(err)
-
-    def dataset(v):
-        ids = choices.dataset_ids()
-        if v not in ids:
-            valid = ", ".join(ids) or "(none: the lake has no valid dataset)"
-            raise FieldError(f"dataset {v!r} is not in the lake; valid: {valid}")
-        return v
-
-    def features(v):
-        if v not in choices.feature_sets:
-            raise FieldError(
-                f"feature set {v!r} is not a file in conf/features; valid: {', '.join(choices.feature_sets)}"
-            )
-        return v
-
-    def risk(v):
-        xs = parse_numbers(v, what="risk per trade")
-        return _unique(
-            [
-                _in_range(
-                    x,
-                    "risk per trade",
-                    0.0,
-                    1.0,
-                    low_inc=False,
-                    high_inc=True,
-                    valid="a fraction of equity in (0, 1], e.g. 0.01 for 1 %",
-                )
-                for x in xs
-            ],
-            "risk per trade",
-        )
-
-    def stop(v):
-        xs = parse_numbers(v, what="stop distance")
-        return _unique(
-            [
-                _in_range(
-                    x,
-                    "stop distance",
-                    0.0,
-                    1e4,
-                    low_inc=True,
-                    high_inc=False,
-                    valid="basis points in [0, 10000); 0 disables the stop",
-                )
-                for x in xs
-            ],
-            "stop distance",
-        )
-
-    def fee(name, what, low, low_inc, valid):
-        def parse(v):
-            if v is None or str(v).strip() == "":
-                return None  # keep the config's default
-            x = _one(parse_numbers(v, what=what), what)
-            return _in_range(x, what, low, 1.0, low_inc=low_inc, high_inc=False, valid=valid)
-
-        return parse
-
-    def order_type(v):
-        if v not in ORDER_TYPES:
-            raise FieldError(f"order type {v!r} is not one of {', '.join(ORDER_TYPES)}")
-        return v
-
-    def trailing(v):
-        if not isinstance(v, bool):
-            raise FieldError(f"trailing stop must be on or off, not {v!r}")
-        return v
-
-    def buckets(v):
-        xs = parse_numbers(v, what="position buckets")
-        if len(xs) < 2:
-            raise FieldError("position buckets need at least two exposures, e.g. -1, 0, 1")
-        for x in xs:
-            _in_range(
-                x,
-                "position bucket",
-                -10.0,
-                10.0,
-                low_inc=True,
-                high_inc=True,
-                valid="an exposure between -10 and 10 risk units",
-            )
-        return _unique(xs, "position buckets")
-
-    def int_field(what, low, high):
-        def parse(v):
-            x = _one(parse_numbers(v, what=what, integer=True), what)
-            if not low <= x <= high:
-                raise FieldError(
-                    f"{what} {x} is out of range: expected a whole number in [{low:,}, {high:,}]"
-                )
-            return x
-
-        return parse
-
-    def seeds(v):
-        xs = parse_numbers(v, what="seeds", integer=True)
-        for x in xs:
-            if x > 2**31 - 1:
-                raise FieldError(f"seed {x} is too large: expected a whole number in [0, 2147483647]")
-        return _unique(xs, "seeds")
-
-    def tag(v):
-        v = "" if v is None else str(v)
-        if not TAG_RE.match(v):
-            raise FieldError(
-                "experiment tag must be 1-64 letters, digits, '_' or '-', starting with a "
-                f"letter or digit; {v!r} is not"
-            )
-        return v
-
-    field_("dataset", dataset)
-    field_("features", features)
-    field_("risk_pct", risk)
-    field_("stop_loss_bps", stop)
-    field_(
-        "maker_fee",
-        fee(
-            "maker_fee",
-            "maker fee",
-            -1.0,
-            False,
-            "a fraction in (-1, 1), e.g. 0.0002 for 2 bps; negative is a rebate",
-        ),
-    )
-    field_(
-        "taker_fee", fee("taker_fee", "taker fee", 0.0, True, "a fraction in [0, 1), e.g. 0.0005 for 5 bps")
-    )
-    field_("order_type", order_type)
-    field_("trailing_stop", trailing)
-    field_("position_buckets", buckets)
-    field_("total_timesteps", int_field("total timesteps", 1, 10**11))
-    field_("num_envs", int_field("number of environments", 1, 65_536))
-    field_("num_steps", int_field("rollout length", 1, 100_000))
-    field_("chunk_updates", int_field("updates per chunk", 1, 100_000))
-    field_("seeds", seeds)
-    field_("tag", tag)
-
-    # Cross-field checks: PPO needs a whole update, divisible into minibatches.
-    if not ({"num_envs", "num_steps", "total_timesteps"} & errors.keys()):
-        per_update = parsed["num_envs"] * parsed["num_steps"]
-        minibatches = int(choices.defaults.get("num_minibatches", 4))
-        if parsed["total_timesteps"] < per_update:
-            errors["total_timesteps"] = (
-                f"total timesteps {parsed['total_timesteps']:,} is less than one update of "
-                f"{parsed['num_envs']} environments x {parsed['num_steps']} steps = {per_update:,}"
-            )
-        elif per_update % minibatches:
-            errors["num_envs"] = (
-                f"environments x rollout length = {per_update:,} must be divisible by "
-                f"agent.num_minibatches={minibatches}"
-            )
-    axes: dict[str, list[Any]] = {}
-    for key, name in SWEPT_FIELDS:
-        if name in parsed and len(parsed[name]) > 1:
-            axes[key] = parsed[name]
-    points = math.prod(len(v) for v in axes.values()) if axes else 1
-    if points > MAX_POINTS:
-        errors.setdefault(
-            "risk_pct", f"the sweep has {points} runs (risk x stop x seeds); at most {MAX_POINTS}"
-        )
+    for check in CROSS_CHECKS:
+        for name, sentence in check(parsed, choices).items():
+            errors.setdefault(name, sentence)  # a field's own error is the one to fix first
     if errors:
         return None, errors
+    axes = _axes(parsed)
+    overrides = tuple(o for name, f in FIELD_TABLE.items() for o in f.overrides(parsed[name], choices))
+    points = math.prod(len(v) for v in axes.values())
+    return LaunchPlan(overrides=overrides, tag=parsed["tag"], points=points, axes=axes), {}
 
-    p = parsed
-    data = f"data={p['dataset']}" if p["dataset"] in choices.data_configs else f"data.id={p['dataset']}"
-    overrides = [data, f"features={p['features']}"]
-    for key, name in (("risk_pct", "risk_pct"), ("stop_loss_bps", "stop_loss_bps")):
-        if len(p[name]) > 1:
-            overrides.append(_list_override(f"sweep.env.{key}", p[name], _fmt_float))
-        else:
-            overrides.append(f"env.{key}={_fmt_float(p[name][0])}")
-    for name in ("maker_fee", "taker_fee"):
-        if p[name] is not None:
-            overrides.append(f"env.{name}={_fmt_float(p[name])}")
-    overrides += [
-        f"env.order_type={p['order_type']}",
-        f"env.trailing_stop={'true' if p['trailing_stop'] else 'false'}",
-        _list_override("env.position_buckets", p["position_buckets"], _fmt_float),
-        f"agent.total_timesteps={p['total_timesteps']}",
-        f"agent.num_envs={p['num_envs']}",
-        f"agent.num_steps={p['num_steps']}",
-        f"run.chunk_updates={p['chunk_updates']}",
-    ]
-    if len(p["seeds"]) > 1:
-        overrides.append(_list_override("sweep.seed", p["seeds"], str))
-    else:
-        overrides.append(f"seed={p['seeds'][0]}")
-    overrides.append(f"run.tag={p['tag']}")
-    return LaunchPlan(overrides=tuple(overrides), tag=p["tag"], points=points, axes=axes), {}
+
+# ---------------------------------------------------------------------------------------------------------
+# What the form offers
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _dataset_label(item: dict[str, Any]) -> str:
+    first, last = (str(item.get(k) or "?")[:10] for k in ("first_bar", "last_bar"))
+    rows = item.get("rows")
+    label = str(item["id"])
+    if isinstance(rows, int):
+        label += f": {item.get('symbol', '?')} {item.get('timeframe', '?')}, {first} → {last} ({rows:,} bars)"
+    return label if item.get("status") == "ok" else f"{label} [{item.get('status')}]"
+
+
+def load_choices(lake: str | Path | None = None, conf: str | Path | None = None) -> Choices:
+    """Datasets from the lake's manifests, feature sets from ``conf/features``, the knobs' defaults from the
+    knob table, and the default dataset and feature set from ``conf/config.yaml``."""
+    from tradelab_jax.data import list_datasets
+
+    conf_dir = Path(conf) if conf else paths.conf_dir()
+    datasets = tuple(
+        Dataset(id=item["id"], label=_dataset_label(item), ok=item.get("status") == "ok")
+        for item in list_datasets(lake, verify=False)
+    )
+    features = tuple(sorted(p.stem for p in (conf_dir / "features").glob("*.yaml") if TAG_RE.match(p.stem)))
+    data_configs = tuple(sorted(p.stem for p in (conf_dir / "data").glob("*.yaml")))
+    defaults = table_defaults()
+    for d in _read_yaml(conf_dir / "config.yaml").get("defaults") or []:
+        if isinstance(d, dict) and "data" in d:
+            defaults["dataset"] = d["data"]
+        if isinstance(d, dict) and "features" in d:
+            defaults["features"] = d["features"]
+    return Choices(datasets=datasets, feature_sets=features, defaults=defaults, data_configs=data_configs)
+
+
+def _start_text(value: Any) -> Any:
+    """A default as the form shows it: checkboxes keep booleans, text fields get text Hydra reads back."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt_float(x) for x in value)
+    return _fmt_float(value) if isinstance(value, float) else str(value)
+
+
+def initial_values(choices: Choices) -> dict[str, Any]:
+    """The form's starting values (text fields as text), from the defaults."""
+    ids = choices.dataset_ids()
+    dataset = choices.defaults.get("dataset")
+    features = choices.default("features")
+    values = {
+        "dataset": dataset if dataset in ids else (ids[0] if ids else None),
+        "features": features if features in choices.feature_sets else next(iter(choices.feature_sets), None),
+    }
+    for name, f in FIELD_TABLE.items():
+        if name not in values:
+            values[name] = "" if f.optional else _start_text(choices.default(name))
+    return values
 
 
 # ---------------------------------------------------------------------------------------------------------
