@@ -1,0 +1,55 @@
+"""The Compare tab: two or more runs side by side (metrics, then the config fields that differ) and their
+equity curves overlaid on one split."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from tradelab_jax.errors import UserError
+from tradelab_jax.ui import results
+from tradelab_jax.ui.tabs import Shared, md
+
+EMPTY_COMPARE = pd.DataFrame(columns=["field"])
+
+
+def build(shared: Shared) -> None:
+    with gr.Tab("Compare", id="compare") as tab:
+        with gr.Row():
+            pick = gr.Dropdown(
+                shared.run_ids(),
+                multiselect=True,
+                elem_id="compare-pick",
+                label="Runs to compare (two or more)",
+                scale=4,
+            )
+            split = gr.Radio(["test", "val"], value="test", label="Split", scale=1)
+            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=1)
+        error = gr.Markdown("", elem_id="compare-error")
+        table = gr.Dataframe(
+            EMPTY_COMPARE,
+            label="Runs side by side: the agent's metrics on the split, then the config",
+            interactive=False,
+            elem_id="compare-table",
+        )
+        plot = gr.Plot(label="Equity curves overlaid", format="png", elem_id="compare-plot", show_label=False)
+
+    def on_compare(run_ids, split_name):
+        run_ids = list(run_ids or [])
+        if len(run_ids) < 2:
+            return "Pick two or more runs.", EMPTY_COMPARE, None
+        try:
+            shown = results.compare_display(results.compare_table(shared.outputs, run_ids))
+            return "", shown, results.plot_compare_equity(shared.outputs, run_ids, split_name)
+        except UserError as err:
+            return f"⚠ {md(err)}", EMPTY_COMPARE, None
+
+    def on_tab(current):
+        """The dropdown offers the runs there are now, keeping the picks that still exist."""
+        ids = shared.run_ids()
+        return gr.update(choices=ids, value=[c for c in (current or []) if c in ids])
+
+    io = ([pick, split], [error, table, plot])
+    compare_btn.click(on_compare, *io)
+    split.input(on_compare, *io)
+    tab.select(on_tab, [pick], [pick])

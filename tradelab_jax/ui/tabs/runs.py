@@ -1,0 +1,224 @@
+"""The Runs tab: the table of every run under the outputs root, and one run's view (status line with Resume,
+equity and drawdown, evaluation summary, training curves, trades, config, downloads).
+
+``?run=<id>`` in the page's address opens that run on load.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from tradelab_jax import runs
+from tradelab_jax.errors import UserError
+from tradelab_jax.ui import results
+from tradelab_jax.ui.tabs import Shared, md
+from tradelab_jax.ui.tabs.launch import JobPanel
+
+EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *results.SUMMARY_METRICS])
+EMPTY_TRADES = pd.DataFrame(columns=["time", "t", "close", "order_size", "fill_price", "position", "equity"])
+EMPTY_VIEW = ["", "", None, EMPTY_EVAL, None, EMPTY_TRADES, ""]  # the run view with no run open
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The open run: which run and split, and the components :func:`open_run` fills (in its order)."""
+
+    pick: gr.Dropdown
+    split: gr.Radio
+    error: gr.Markdown
+    shown: list  # error, status line, equity plot, eval table, metrics plot, trades table, config
+
+    @property
+    def io(self) -> tuple[list, list]:
+        """``(inputs, outputs)`` of an event that (re)opens the picked run."""
+        return [self.pick, self.split], self.shown
+
+
+def open_run(outputs: Path, run_id: str | None, split: str) -> list:
+    """The run view's values for ``run_id`` on ``split`` (empty with no run, the refusal for a bad id)."""
+    if not run_id:
+        return list(EMPTY_VIEW)
+    try:
+        d = results.resolve_run(outputs, run_id)
+    except UserError as err:
+        return [f"⚠ {md(err)}", *EMPTY_VIEW[1:]]
+    curves = results.equity_curves(d, split)
+    title = f"{run_id}: equity on the {split} split, agent vs buy-and-hold (drawdown below)"
+    return [
+        "",
+        results.status_line(d),
+        results.plot_equity(curves, title),
+        results.eval_table(d),
+        results.plot_metrics(results.load_metrics(d)),
+        results.trades_table(d, split),
+        results.config_text(d),
+    ]
+
+
+def build(shared: Shared, tabs: gr.Tabs, jobs: JobPanel) -> None:
+    """The Runs tab. Resume updates ``jobs`` (on the Launch tab); a deep link selects this tab in ``tabs``."""
+    with gr.Tab("Runs", id="runs") as tab:
+        table, pick = _runs_table(shared, tab)
+        view = _run_view(shared, table, pick, jobs)
+    _wire_deep_link(shared, tabs, table, view)
+
+
+def _refresh(outputs: Path, *filters) -> tuple[pd.DataFrame, list[str]]:
+    """The runs table as shown (``filters``: text, status, sort column, descending) and every run id."""
+    frame = results.runs_frame(results.list_runs(outputs))
+    return results.display_frame(results.filter_runs(frame, *filters)), list(frame["run"])
+
+
+def _runs_table(shared: Shared, tab: gr.Tab) -> tuple[gr.Dataframe, gr.Dropdown]:
+    """The filter row, the table and the run dropdown under it, re-read on every filter change, Refresh and
+    visit of the tab."""
+    with gr.Row():
+        search = gr.Textbox(label="Filter (run, tag or dataset contains)", elem_id="runs-search", scale=3)
+        status_filter = gr.Dropdown(
+            ["all", *runs.EFFECTIVE_STATES], value="all", label="Status", elem_id="runs-status", scale=1
+        )
+        sort_by = gr.Dropdown(
+            list(results.SORTABLE), value="started", label="Sort by", elem_id="runs-sort", scale=1
+        )
+        descending = gr.Checkbox(True, label="Descending", scale=1)
+        refresh_btn = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
+    table = gr.Dataframe(
+        results.display_frame(results.runs_frame([])),
+        interactive=False,
+        elem_id="runs-table",
+        max_height=360,
+        wrap=False,
+        label="Runs in outputs/ (agent metrics on the test split)",
+    )
+    pick = gr.Dropdown(shared.run_ids(), label="Open run", elem_id="run-pick")
+
+    def on_refresh(text, status, sort, desc, current):
+        shown, ids = _refresh(shared.outputs, text, status, sort, desc)
+        return shown, gr.update(choices=ids, value=current if current in ids else None)
+
+    inputs = [search, status_filter, sort_by, descending, pick]
+    for ev in (refresh_btn.click, search.submit, status_filter.change, sort_by.change, descending.change,
+               tab.select):  # fmt: skip
+        ev(on_refresh, inputs, [table, pick])
+    return table, pick
+
+
+def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobPanel) -> RunView:
+    """The open run's components; picking a run (in the dropdown or the table) or a split opens it."""
+    error = gr.Markdown("", elem_id="run-error")
+    with gr.Row(equal_height=True):
+        status = gr.Markdown("", elem_id="run-status")
+        resume_btn = gr.Button("Resume", elem_id="run-resume", scale=0, min_width=120)
+    resume_msg = gr.Markdown("", elem_id="resume-msg")
+    with gr.Row():
+        split = gr.Radio(["test", "val"], value="test", label="Evaluation split", elem_id="run-split")
+    equity_plot = gr.Plot(
+        label="Equity: agent vs buy-and-hold, drawdown below", format="png", show_label=False,
+        elem_id="equity-plot",
+    )  # fmt: skip
+    eval_df = gr.Dataframe(
+        EMPTY_EVAL, label="Evaluation summary (eval_summary.json)", interactive=False, elem_id="eval-table"
+    )
+    metrics_plot = gr.Plot(
+        label="Training curves (metrics.jsonl)", format="png", show_label=False, elem_id="metrics-plot"
+    )
+    with gr.Accordion("Trades (fills and stop-outs from telemetry.parquet)", open=False):
+        trades_df = gr.Dataframe(EMPTY_TRADES, interactive=False, elem_id="trades-table", max_height=360)
+    with gr.Accordion("Config (config.yaml)", open=False):
+        config_code = gr.Code(language="yaml", interactive=False, elem_id="run-config")
+    view = RunView(pick, split, error, [error, status, equity_plot, eval_df, metrics_plot, trades_df,
+                                        config_code])  # fmt: skip
+    _files(shared, pick)
+
+    def on_open(run_id, split_name):
+        return open_run(shared.outputs, run_id, split_name)
+
+    def on_row_select(evt: gr.SelectData):
+        row = evt.row_value if evt is not None else None
+        return gr.update(value=row[0]) if row else gr.update()
+
+    # Programmatic value updates do not count as user input, so every path to a run chains on_open.
+    pick.input(on_open, *view.io)
+    split.input(on_open, *view.io)
+    table.select(on_row_select, None, [pick]).then(on_open, *view.io)
+    _wire_resume(shared, view, resume_btn, resume_msg, jobs, on_open)
+    return view
+
+
+def _files(shared: Shared, pick: gr.Dropdown) -> None:
+    """Downloads of the open run's contract files, handed to Gradio as copies in a temporary folder, so the
+    server never needs outputs/ in its allowed paths."""
+    download_dir = Path(tempfile.mkdtemp(prefix="tradelab-ui-"))
+    with gr.Accordion("Files", open=False):
+        file_pick = gr.Dropdown(list(results.DOWNLOADABLE), value=runs.EVAL_FILE, label="File")
+        file_btn = gr.Button("Prepare download", elem_id="file-btn")
+        file_out = gr.File(label="Download", interactive=False, elem_id="file-out")
+
+    def on_download(run_id, name):
+        try:
+            src = results.run_file(shared.outputs, run_id, name)
+        except UserError as err:
+            gr.Warning(str(err))
+            return None
+        dest = download_dir / run_id.replace("/", "__")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / name)
+        return str(dest / name)
+
+    file_btn.click(on_download, [pick, file_pick], [file_out])
+
+
+def _wire_resume(
+    shared: Shared, view: RunView, resume_btn: gr.Button, resume_msg: gr.Markdown, jobs: JobPanel,
+    on_open: Callable[[str | None, str], list],
+) -> None:
+    """Queue the picked run's resume through the job queue (one training at a time, cancellable)."""
+    queue = shared.queue
+
+    def on_resume(run_id):
+        if not run_id:
+            return "Pick a run to resume.", gr.update(), gr.update()
+        try:
+            job = queue.resume(run_id)
+        except UserError as err:
+            return f"⚠ {md(err)}", gr.update(), gr.update()
+        where = "waits in the queue" if [j for j in queue.active() if j.id != job.id] else "starts now"
+        what = f"its packed sweep `{job.run_dir}` ({job.points} runs)" if job.packed else f"`{run_id}`"
+        msg = (
+            f"Queued job `{job.id}`: {what} resumes from update {job.extra['from_update']}; "
+            f"it {where} (see Jobs on the Launch tab)."
+        )
+        return msg, *jobs.show(queue, job.id)
+
+    # Then the run view is read again, so its status line agrees with the message (queued, or done).
+    resume_btn.click(on_resume, [view.pick], [resume_msg, jobs.panel, jobs.pick]).then(on_open, *view.io)
+
+
+def _wire_deep_link(shared: Shared, tabs: gr.Tabs, table: gr.Dataframe, view: RunView) -> None:
+    """On page load: the runs table, and ``?run=<id>`` selects this tab and opens that run."""
+    outputs = shared.outputs
+
+    def on_load(request: gr.Request):
+        shown, ids = _refresh(outputs)
+        wanted = request.query_params.get("run") if request is not None else None
+        if wanted is None:
+            return shown, gr.update(choices=ids), gr.update(), ""
+        try:
+            rid = results.run_id_of(outputs, results.resolve_run(outputs, wanted))
+        except UserError as err:
+            return shown, gr.update(choices=ids), gr.Tabs(selected="runs"), f"⚠ {md(err)}"
+        return shown, gr.update(choices=ids, value=rid), gr.Tabs(selected="runs"), ""
+
+    def open_linked(run_id, split, err):
+        return open_run(outputs, run_id, split) if run_id and not err else [gr.update()] * len(view.shown)
+
+    shared.page.load(on_load, None, [table, view.pick, tabs, view.error]).then(
+        open_linked, [view.pick, view.split, view.error], view.shown
+    )
