@@ -36,7 +36,7 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"--policy {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
     if is_gymnax(config):
         raise UserError(f"--policy {run_dir} trained on a gymnax environment; episodes replay trading agents")
-    from tradelab_jax.env.knobs import resolve_knobs
+    from tradelab_jax.knobs import resolve_env_knobs as resolve_knobs
 
     all_knobs = trading_knobs(config)
     knobs = {k: v for k, v in all_knobs.items() if k not in ("random_start", "episode_length")}
@@ -239,10 +239,10 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
 
 def _knobs_json(knobs: dict) -> dict:
     """The episode's knobs as given (defaults filled in), with choices by name."""
-    from tradelab_jax.env.knobs import ORDER_TYPES, REWARDS, resolve_knobs
+    from tradelab_jax.knobs import ENV_KNOBS, resolve_env_knobs
 
-    out = resolve_knobs(knobs)
-    out["order_type"] = {v: k for k, v in ORDER_TYPES.items()}[out["order_type"]]
-    out["reward"] = {v: k for k, v in REWARDS.items()}[out["reward"]]
+    out = resolve_env_knobs(knobs)
+    for name in ("order_type", "reward"):
+        out[name] = ENV_KNOBS[name].name_of(out[name])
     out["position_buckets"] = list(out["position_buckets"])
     return out

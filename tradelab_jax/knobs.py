@@ -87,7 +87,7 @@ class Knob:
         if self.kind == "choice":
             if isinstance(value, str) and value in self.choices:
                 return self.choices[value]
-            if not isinstance(value, str | bool) and value in set(self.choices.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and value in set(self.choices.values()):
                 return int(value)
             raise self.bad(value)
         if self.kind == "buckets":
@@ -234,7 +234,28 @@ SWEEPABLE_ENV: tuple[str, ...] = tuple(k.name for k in _ENV if k.sweepable)
 SWEEPABLE_AGENT: tuple[str, ...] = tuple(k.name for k in _AGENT if k.sweepable)
 SWEEPABLE_KEYS: tuple[str, ...] = (SEED.key, *(f"env.{k}" for k in SWEEPABLE_ENV),
                                    *(f"agent.{k}" for k in SWEEPABLE_AGENT))
+FLOAT_PARAM_KNOBS: tuple[str, ...] = tuple(n for n in PARAM_KNOBS if ENV_KNOBS[n].kind == "float")
 STATIC_AGENT: tuple[str, ...] = tuple(k.name for k in _AGENT if not k.sweepable)
+
+
+def num_updates(total_timesteps: int, num_envs: int, num_steps: int, num_minibatches: int) -> int:
+    """Whole PPO updates in a budget (``total_timesteps`` rounded down to updates of ``num_envs x
+    num_steps`` env steps); refuses a budget below one update or an update the minibatches do not divide.
+
+    ``UserError.field`` names the knob to blame (the UI marks that field)."""
+    per_update = int(num_envs) * int(num_steps)
+    updates = int(total_timesteps) // per_update
+    if updates < 1:
+        err = UserError(f"agent.total_timesteps={total_timesteps} is less than one update of "
+                        f"agent.num_envs x agent.num_steps = {per_update} steps")
+        err.field = "total_timesteps"
+        raise err
+    if per_update % int(num_minibatches):
+        err = UserError(f"agent.num_envs x agent.num_steps = {per_update} is not divisible by "
+                        f"agent.num_minibatches={num_minibatches}")
+        err.field = "num_envs"
+        raise err
+    return updates
 
 
 def env_defaults() -> dict[str, Any]:

@@ -61,8 +61,24 @@ def _warn_ignored_on_resume(overrides: list[str]) -> None:
               file=sys.stderr)
 
 
+def _launch_single(cfg: Any) -> tuple[list[dict[str, Any]], list[UserError]]:
+    """One run from the composition the checks already made (composed once): Hydra's run directory and
+    ``.hydra/`` launch record, then the run; ``(results, user errors)`` like :func:`_launch`."""
+    from omegaconf import OmegaConf
+
+    out_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = OmegaConf.select(cfg, "hydra.output_subdir")
+    if record:  # a resume writes none: the launch's record is kept
+        compose.write_launch_record(out_dir / str(record), cfg)
+    try:
+        return [run_config(compose.to_plain(cfg), out_dir)], []
+    except UserError as err:
+        return [], [err]
+
+
 def _launch(flags: list[str], overrides: list[str]) -> tuple[list[dict[str, Any]], list[UserError]]:
-    """Run Hydra (one job, or a multirun's jobs in this process); ``(results, user errors)``."""
+    """Run Hydra (a multirun's jobs, or a run with Hydra's own flags); ``(results, user errors)``."""
     import hydra
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -107,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # check
         compose.register()
-        compose.check_overrides(overrides, multirun=multirun)
+        single = not multirun and not flags  # Hydra's flags (--cfg, -h, --config-dir...) go through Hydra
+        composed = compose.check_overrides(overrides, multirun=multirun, hydra_config=single)
         _warn_ignored_on_resume(overrides)
         # launch
-        results, errors = _launch(flags, overrides)
+        results, errors = _launch_single(composed) if single else _launch(flags, overrides)
     finally:
         if old_timestamp is None:
             os.environ.pop(compose.TIMESTAMP_ENV, None)

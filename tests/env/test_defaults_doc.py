@@ -34,7 +34,7 @@ def test_limit_touch_rates_in_the_doc_match_the_embedded_data(repo_root):
 
 
 def test_default_exposure_at_bucket_one_is_twice_equity(repo_root):
-    from tradelab_jax.env.knobs import DEFAULTS
+    from tradelab_jax.env import DEFAULTS
 
     exposure = DEFAULTS["risk_pct"] / (DEFAULTS["stop_loss_bps"] / 1e4)
     assert exposure == 2.0 and exposure <= DEFAULTS["max_leverage"]

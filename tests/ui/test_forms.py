@@ -212,7 +212,7 @@ def test_a_batch_that_does_not_split_into_minibatches_is_refused():
      (4096, 2, 6, 4)],
 )
 def test_the_budget_check_is_the_trainers(total, envs, steps, minibatches):
-    """The form restates runner.ppo_spec's rule (the runner imports JAX); both refuse the same budgets with
+    """The form and runner.ppo_spec call one rule (knobs.num_updates); both refuse the same budgets with
     the same sentence."""
     from tradelab_jax.training.runner import ppo_spec
 

@@ -14,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 
 from tradelab_jax.env.kernel import DUST_RISK_UNITS
-from tradelab_jax.env.knobs import resolve_knobs
 from tradelab_jax.knobs import PARAM_KNOBS
+from tradelab_jax.knobs import resolve_env_knobs as resolve_knobs
 
 _LOG_FLOOR = math.log(2.0**-20)
 

@@ -20,7 +20,6 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from tradelab_jax.env.knobs import DEFAULTS, KNOB_NAMES, check_sweep
 from tradelab_jax.env.replay import replay
 from tradelab_jax.env.trading import (
     ACCOUNT_FEATURES,
@@ -34,6 +33,11 @@ from tradelab_jax.env.trading import (
     transition,
 )
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import PARAM_KNOBS as KNOB_NAMES
+from tradelab_jax.knobs import check_env_sweep as check_sweep
+from tradelab_jax.knobs import env_defaults
+
+DEFAULTS = env_defaults()  # the EnvParams knobs' defaults, from the knob table
 
 __all__ = [
     "ACCOUNT_FEATURES",

@@ -22,8 +22,9 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from tradelab_jax.env import kernel
-from tradelab_jax.env.knobs import FLOAT_KNOBS, resolve_knobs
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import ENV_KNOBS, FLOAT_PARAM_KNOBS
+from tradelab_jax.knobs import resolve_env_knobs as resolve_knobs
 
 # Observation columns after the feature window (see docs/execution-semantics.md, "Observation").
 ACCOUNT_FEATURES = ("position_risk_units", "unrealized_pnl", "bars_in_position", "drawdown")
@@ -104,7 +105,7 @@ def build_params(ohlc: Any, features: Any, *, start_min: int, start_max: int, la
     """EnvParams from a ``[T, 4]`` OHLC array, a ``[T, F]`` feature matrix and the knobs (checked)."""
     k = resolve_knobs(knobs)
     fdt, idt = float_dtype(), int_dtype()
-    floats = {name: jnp.asarray(k[name], fdt) for name in FLOAT_KNOBS}
+    floats = {name: jnp.asarray(k[name], fdt) for name in FLOAT_PARAM_KNOBS}
     return EnvParams(
         ohlc=jnp.asarray(ohlc, fdt),
         features=jnp.asarray(features, jnp.float32),
@@ -309,8 +310,7 @@ class TradingEnv(environment.Environment[EnvState, EnvParams]):
     def __init__(self, num_actions: int = 5, window: int = 1, num_features: int = 0,
                  default_params: EnvParams | None = None):
         super().__init__()
-        if window < 1:
-            raise UserError(f"invalid window={window!r}: expected a whole number of bars >= 1")
+        window = ENV_KNOBS["window"].check(window)
         self._num_actions = int(num_actions)
         self.window = int(window)
         self.num_features = int(num_features)

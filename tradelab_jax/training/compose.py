@@ -148,10 +148,12 @@ def _sweep_values(override: Any) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
-def check_overrides(overrides: list[str], *, multirun: bool = True) -> None:
+def check_overrides(overrides: list[str], *, multirun: bool = True, hydra_config: bool = False) -> Any:
     """Compose and check the config for every value each override can take (UserError on the first failure).
 
-    Runs before Hydra starts a job, so a bad override makes no directory and compiles nothing.
+    Runs before Hydra starts a job, so a bad override makes no directory and compiles nothing. Returns the
+    first composition (the only one when no override lists several values) as a ``DictConfig``, with its
+    ``hydra`` node when ``hydra_config``: a single run is launched from it without composing again.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -181,24 +183,46 @@ def check_overrides(overrides: list[str], *, multirun: bool = True) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
+            first = None
             for combo in combos:
                 try:
-                    cfg = compose(CONFIG_NAME, overrides=combo)
+                    cfg = compose(CONFIG_NAME, overrides=combo, return_hydra_config=hydra_config)
                     plain = to_plain(cfg)
                 except UserError:
                     raise
                 except Exception as err:
                     raise UserError(friendly(err)) from None
                 check_config(plain)
+                first = cfg if first is None else first
     finally:
         GlobalHydra.instance().clear()
+    return first
+
+
+def write_launch_record(record_dir: Path, cfg: Any) -> None:
+    """Hydra's ``.hydra/`` record of a launch (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``), as
+    Hydra's own job runner writes it, for a run launched from :func:`check_overrides`' composition."""
+    from omegaconf import OmegaConf, open_dict
+
+    from tradelab_jax.io import atomic_write_text
+
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    hydra_node = OmegaConf.create({"hydra": cfg.hydra})
+    with open_dict(hydra_node):
+        hydra_node.hydra.runtime.output_dir = str(record_dir.parent)
+        hydra_node.hydra.runtime.cwd = os.getcwd()
+    record_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record_dir / "config.yaml", OmegaConf.to_yaml(task))
+    atomic_write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(hydra_node))
+    atomic_write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(cfg.hydra.overrides.task))
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
+    if "hydra" in cfg:  # a composition with its hydra node: the run's config is everything else
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    plain.pop("hydra", None)
     from tradelab_jax.training.plan import sweep_axes
 
     sweep_axes(plain)  # refuses shape-changing or empty sweep axes

@@ -30,17 +30,21 @@ from tradelab_jax.data.schema import ms_to_iso
 from tradelab_jax.env import policies
 from tradelab_jax.env.policies import POLICIES, asset_return
 from tradelab_jax.env.rollout import rollout, trim_at_termination
-from tradelab_jax.training.envs import batch_env_params, is_gymnax, make_env
+from tradelab_jax.training.envs import batch_env_params, dataset, is_gymnax, make_env
 from tradelab_jax.training.runner import networks_for
 
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
 
 
-def evaluate_points(points: list[dict[str, Any]], params: Any) -> list[dict[str, Any]]:
-    """Per point: ``{"splits": {split: {policy: metrics}}, "telemetry": DataFrame, "curves": ...}``."""
+def evaluate_points(points: list[dict[str, Any]], params: Any,
+                    swept: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Per point: ``{"splits": {split: {policy: metrics}}, "telemetry": DataFrame, "curves": ...}``.
+
+    ``swept``: the env knobs the run plan batches over the points (None: those whose values differ).
+    """
     if is_gymnax(points[0]):
         return _evaluate_gymnax(points, params)
-    return _evaluate_trading(points, params)
+    return _evaluate_trading(points, params, swept)
 
 
 def _evaluate_gymnax(points, params) -> list[dict[str, Any]]:
@@ -50,7 +54,7 @@ def _evaluate_gymnax(points, params) -> list[dict[str, Any]]:
     env, env_params = make_env(cfg)
     batched, axes = batch_env_params(points, env, env_params)
     networks = networks_for(cfg, env, env_params)
-    episodes = max(20, int(cfg["run"].get("eval_episodes", 32)))
+    episodes = max(20, int(cfg["run"]["eval_episodes"]))
     max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
     evaluate = make_evaluate_episodes(env, networks, max_steps)
     keys = jnp.stack([jax.random.PRNGKey(int(p["seed"]) + 10_000) for p in points])
@@ -88,17 +92,15 @@ def _make_eval_fn(env, networks, n_steps: int, start: int, num_actions: int):
     return jax.vmap(run_policy, in_axes=(None, None, None, None, 0, 0))
 
 
-def _evaluate_trading(points, params) -> list[dict[str, Any]]:
+def _evaluate_trading(points, params, swept=None) -> list[dict[str, Any]]:
     import pandas as pd
-
-    from tradelab_jax import data
 
     cfg = points[0]
     splits = list(cfg["run"].get("eval_splits") or ["val", "test"])
     buckets = [np.asarray(p["env"]["position_buckets"], float) for p in points]  # a sweep may vary them
     bh = jnp.asarray([policies.buy_and_hold_index(b) for b in buckets])
     flat = jnp.asarray([policies.flat_index(b) for b in buckets])
-    market = data.load(cfg["data"]["id"], lake=cfg["data"].get("lake"))
+    market = dataset(cfg).market  # the run's dataset, loaded once per process
     ts_all, close_all = np.asarray(market.bars["ts"]), np.asarray(market.bars["close"], float)
     periods_per_year = MS_PER_YEAR / float(market.timeframe_ms)
     results = [{"splits": {}, "telemetry": [], "curves": {}} for _ in points]
@@ -107,7 +109,7 @@ def _evaluate_trading(points, params) -> list[dict[str, Any]]:
         env, env_params = make_env(cfg, split)
         if networks is None:
             networks = networks_for(cfg, env, env_params)
-        batched, axes = batch_env_params(points, env, env_params)
+        batched, axes = batch_env_params(points, env, env_params, swept=swept)
         start, last_bar = int(env_params.start_min), int(env_params.last_bar)
         n_steps = last_bar - start
         fn = _make_eval_fn(env, networks, n_steps, start, len(buckets[0]))

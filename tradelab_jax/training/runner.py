@@ -28,7 +28,7 @@ from flax import serialization
 from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
-from tradelab_jax.knobs import AGENT_KNOBS
+from tradelab_jax.knobs import AGENT_KNOBS, num_updates
 from tradelab_jax.training.envs import batch_env_params, make_env
 
 # metrics.jsonl fields that measure time rather than learning (differ between identical runs).
@@ -40,18 +40,7 @@ def ppo_spec(config: dict[str, Any]) -> PPOSpec:
     a, net = config["agent"], config["network"]
     for key in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
         AGENT_KNOBS[key].check(a[key])
-    steps_per_update = int(a["num_envs"]) * int(a["num_steps"])
-    num_updates = int(a["total_timesteps"]) // steps_per_update
-    if num_updates < 1:
-        raise UserError(
-            f"agent.total_timesteps={a['total_timesteps']} is less than one update of agent.num_envs x "
-            f"agent.num_steps = {steps_per_update} steps"
-        )
-    if steps_per_update % int(a["num_minibatches"]):
-        raise UserError(
-            f"agent.num_envs x agent.num_steps = {steps_per_update} is not divisible by "
-            f"agent.num_minibatches={a['num_minibatches']}"
-        )
+    updates = num_updates(a["total_timesteps"], a["num_envs"], a["num_steps"], a["num_minibatches"])
     if any(int(h) < 1 for h in net["hidden_sizes"]):
         raise UserError(f"network.hidden_sizes={net['hidden_sizes']} must be positive layer widths")
     from tradelab_jax.agents.ppo.networks import ACTIVATIONS
@@ -59,7 +48,7 @@ def ppo_spec(config: dict[str, Any]) -> PPOSpec:
     if net["activation"] not in ACTIVATIONS:
         raise UserError(f"invalid network.activation {net['activation']!r}; valid: {', '.join(ACTIVATIONS)}")
     return PPOSpec(
-        num_updates=num_updates, num_envs=int(a["num_envs"]), num_steps=int(a["num_steps"]),
+        num_updates=updates, num_envs=int(a["num_envs"]), num_steps=int(a["num_steps"]),
         update_epochs=int(a["update_epochs"]), num_minibatches=int(a["num_minibatches"]),
         anneal_lr=bool(a["anneal_lr"]), normalize_advantages=bool(a["normalize_advantages"]),
         hidden_sizes=tuple(int(h) for h in net["hidden_sizes"]), activation=str(net["activation"]),
@@ -170,7 +159,6 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
     v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S)
 
-    compile_s = 0.0
     t_start = time.perf_counter()
     state = v_init(keys, hyper, env_params)
     start_update, prev_wall, prev_compile, prev_train = 0, 0.0, 0.0, 0.0
@@ -179,18 +167,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         prev_wall, prev_compile, prev_train = meta["wall_s"], meta["compile_s"], meta["train_s"]
         for d in dirs:
             runs.truncate_metrics(d, start_update)
-    now = runs.utc_now()
-    for d in dirs:
-        fields = dict(status="running", pid=os.getpid(), ended_at=None, error=None, device=_device(),
-                      update=start_update, num_updates=spec.num_updates,
-                      env_steps=start_update * spec.steps_per_update,
-                      total_env_steps=spec.num_updates * spec.steps_per_update,
-                      progress=start_update / spec.num_updates)
-        if resume:
-            fields["resumed_at"] = now
-        else:
-            fields["started_at"] = now
-        runs.write_status(d, **fields)
+    _mark_running(dirs, spec, start_update, resume=resume)
 
     where = root if root is not None else dirs[0]
     print(f"{'resuming' if resume else 'training'} {where}" + (f" ({S} points)" if S > 1 else "")
@@ -200,13 +177,9 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     with _StopSignals() as signals:
         # Every chunk shape is compiled before the bar starts: a smaller last chunk compiled mid-run would
         # stall the bar near 100% and drag its rate down.
-        plan = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
+        sizes = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
         compiles_before = len(compiled)
-        for size in sorted(set(plan)):
-            if size not in compiled:
-                t0 = time.perf_counter()
-                compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
-                compile_s += time.perf_counter() - t0
+        compile_s = _compile_chunks(v_chunk, compiled, sizes, state, hyper, env_params)
 
         from tqdm import tqdm
 
@@ -219,7 +192,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         status = "done"
         cancel_dirs = [*dirs, *([root] if root is not None else [])]
         with bar:
-            for size in plan:
+            for size in sizes:
                 t0 = time.perf_counter()
                 state, metrics = compiled[size](state, hyper, env_params)
                 metrics = jax.device_get(metrics)
@@ -231,17 +204,8 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
                 meta = {"env_steps": update * spec.steps_per_update, "wall_s": wall,
                         "compile_s": prev_compile + compile_s, "train_s": prev_train + train_s,
                         "time": runs.utc_now()}
-                for i, d in enumerate(dirs):
-                    rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=wall,
-                                       points=S)
-                    runs.append_metrics(d, rec)
-                    data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
-                    runs.write_checkpoint(d, update, data, meta, keep=int(run_cfg["keep_checkpoints"]))
-                    # A chunk in which no episode ended keeps the last known return (not null).
-                    latest = {} if rec["mean_episode_return"] is None else {
-                        "mean_episode_return": rec["mean_episode_return"]}
-                    runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
-                                      progress=update / spec.num_updates, **latest)
+                rec = _record_chunk(dirs, metrics, host_state, update=update, spec=spec, size=size, dt=dt,
+                                    meta=meta, keep=int(run_cfg["keep_checkpoints"]))
                 bar.update(size * spec.steps_per_update)
                 ret = rec["mean_episode_return"]
                 if ret is not None:
@@ -270,6 +234,48 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     result = TrainResult(status=status, params=host_state.params if update > start_update else
                          jax.device_get(state.params), state=state, update=update, timings=timings)
     return result
+
+
+def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume: bool) -> None:
+    """status.json ``running`` with this process's pid, the device and the starting progress."""
+    now = runs.utc_now()
+    for d in dirs:
+        runs.write_status(d, status="running", pid=os.getpid(), ended_at=None, error=None, device=_device(),
+                          update=start_update, num_updates=spec.num_updates,
+                          env_steps=start_update * spec.steps_per_update,
+                          total_env_steps=spec.num_updates * spec.steps_per_update,
+                          progress=start_update / spec.num_updates,
+                          **{"resumed_at" if resume else "started_at": now})
+
+
+def _compile_chunks(v_chunk, compiled: dict[int, Any], sizes: list[int], state, hyper, env_params) -> float:
+    """Compile every chunk size not compiled yet (before the progress bar starts: a smaller last chunk
+    compiled mid-run would stall the bar near 100% and drag its rate down); the seconds it took."""
+    seconds = 0.0
+    for size in sorted(set(sizes)):
+        if size not in compiled:
+            t0 = time.perf_counter()
+            compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
+            seconds += time.perf_counter() - t0
+    return seconds
+
+
+def _record_chunk(dirs: list[Path], metrics, host_state, *, update: int, spec: PPOSpec, size: int, dt: float,
+                  meta: dict[str, Any], keep: int) -> dict[str, Any]:
+    """After a chunk, per point: a metrics.jsonl line, an atomic checkpoint and status.json's progress.
+    Returns the last point's metrics record (the progress bar shows its return)."""
+    for i, d in enumerate(dirs):
+        rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=meta["wall_s"],
+                           points=len(dirs))
+        runs.append_metrics(d, rec)
+        data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
+        runs.write_checkpoint(d, update, data, meta, keep=keep)
+        # A chunk in which no episode ended keeps the last known return (not null).
+        ret = rec["mean_episode_return"]
+        latest = {} if ret is None else {"mean_episode_return": ret}
+        runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
+                          progress=update / spec.num_updates, **latest)
+    return rec
 
 
 _PROGRAMS: dict[Any, tuple[Any, Any, dict[int, Any]]] = {}

@@ -131,7 +131,7 @@ def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
     summaries = []
     if plan.eval.enabled:
         print(_evaluation_note(plan), file=sys.stderr)  # seconds on a CPU after the bar reached 100%
-        evals = evaluate.evaluate_points(plan.configs, result.params)
+        evals = evaluate.evaluate_points(plan.configs, result.params, swept=plan.swept("env"))
     else:
         evals = [{"splits": {}} for _ in plan.points]
     for i, point in enumerate(plan.points):

@@ -24,7 +24,7 @@ import yaml
 
 from tradelab_jax import paths
 from tradelab_jax.errors import UserError
-from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, Knob
+from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, Knob, num_updates
 
 ORDER_TYPES = tuple(ENV_KNOBS["order_type"].choices)
 MAX_POINTS = 256  # a packed sweep larger than this is almost certainly a typo
@@ -267,21 +267,13 @@ def table_defaults() -> dict[str, Any]:
 
 
 def _check_budget(p: dict[str, Any], choices: Choices) -> dict[str, str]:
-    """PPO needs a whole update, divisible into minibatches.
-
-    The rule (and its sentences) of ``training/runner.ppo_spec``, which the form cannot call: the runner
-    imports JAX. tests/ui/test_forms.py holds the two equal.
-    """
+    """PPO needs a whole update, divisible into minibatches: the trainer's own rule (knobs.num_updates)."""
     if not {"total_timesteps", "num_envs", "num_steps"} <= p.keys():
         return {}
-    per_update = p["num_envs"] * p["num_steps"]
-    minibatches = int(choices.default("num_minibatches"))
-    if p["total_timesteps"] // per_update < 1:
-        return {"total_timesteps": f"agent.total_timesteps={p['total_timesteps']} is less than one update of "
-                                   f"agent.num_envs x agent.num_steps = {per_update} steps"}
-    if per_update % minibatches:
-        return {"num_envs": f"agent.num_envs x agent.num_steps = {per_update} is not divisible by "
-                            f"agent.num_minibatches={minibatches}"}
+    try:
+        num_updates(p["total_timesteps"], p["num_envs"], p["num_steps"], choices.default("num_minibatches"))
+    except UserError as err:
+        return {err.field: str(err)}
     return {}
 
 
