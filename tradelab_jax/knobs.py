@@ -23,7 +23,8 @@ from typing import Any
 from tradelab_jax.errors import UserError
 
 INF = math.inf
-MAX_SEED = 2**31 - 1  # jax.random.PRNGKey takes a 32-bit seed
+MAX_INT32 = 2**31 - 1  # bar indices, step counters and loop lengths are int32 inside the compiled program
+MAX_SEED = MAX_INT32  # jax.random.PRNGKey takes a 32-bit seed
 MAX_BUCKET = 10.0  # |exposure| of a position bucket, in risk units: beyond it a typo is likelier than intent
 
 
@@ -173,9 +174,10 @@ _ENV: tuple[Knob, ...] = (
     Knob("env", "reward", "choice", "log_return", "'log_return' (0) or 'pnl' (1)",
          choices={"log_return": 0, "pnl": 1}, sweepable=True, help="log_return | pnl",
          section="account, reward and episodes"),
-    Knob("env", "episode_length", "int", 1440, "a whole number of bars >= 1", unit="bars", low=1,
+    Knob("env", "episode_length", "int", 1440, f"a whole number of bars in [1, {MAX_INT32}]", unit="bars",
+         low=1, high=MAX_INT32,
          help="one day of 1m bars by default", section="account, reward and episodes"),
-    Knob("env", "window", "int", 1, "a whole number >= 1", unit="bars", low=1,
+    Knob("env", "window", "int", 1, "a whole number of bars in [1, 100000]", unit="bars", low=1, high=100_000,
          help="feature rows in each observation (sets the observation shape)",
          section="account, reward and episodes"),
     Knob("env", "random_start", "bool", True, "true or false",
@@ -193,8 +195,9 @@ _AGENT: tuple[Knob, ...] = (
          help="parallel environments per run"),
     Knob("agent", "num_steps", "int", 128, "a whole number in [1, 100000]", unit="steps", low=1,
          high=100_000, help="rollout length per update"),
-    Knob("agent", "update_epochs", "int", 4, "a whole number >= 1", low=1, help="epochs per update"),
-    Knob("agent", "num_minibatches", "int", 4, "a whole number >= 1", low=1,
+    Knob("agent", "update_epochs", "int", 4, "a whole number in [1, 100000]", low=1, high=100_000,
+         help="epochs per update"),
+    Knob("agent", "num_minibatches", "int", 4, f"a whole number in [1, {MAX_INT32}]", low=1, high=MAX_INT32,
          help="minibatches per epoch; must divide num_envs x num_steps"),
     Knob("agent", "anneal_lr", "bool", True, "true or false", help="linear decay of lr to 0 over the run"),
     Knob("agent", "normalize_advantages", "bool", True, "true or false"),
@@ -218,8 +221,8 @@ SEED = Knob("", "seed", "int", 0, f"a whole number in [0, {MAX_SEED}]", low=0, h
 _RUN: tuple[Knob, ...] = (
     Knob("run", "chunk_updates", "int", 10, "a whole number in [1, 100000]", unit="updates", low=1,
          high=100_000, help="PPO updates per compiled chunk: progress, metrics and checkpoint cadence"),
-    Knob("run", "keep_checkpoints", "int", 2, "a whole number >= 1", low=1),
-    Knob("run", "eval_episodes", "int", 32, "a whole number >= 1", low=1,
+    Knob("run", "keep_checkpoints", "int", 2, "a whole number in [1, 100000]", low=1, high=100_000),
+    Knob("run", "eval_episodes", "int", 32, "a whole number in [1, 100000]", low=1, high=100_000,
          help="gymnax environments: greedy episodes to average"),
 )
 

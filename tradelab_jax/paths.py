@@ -51,6 +51,33 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+# Folders a command must never write its files into (the filesystem root and the system's own trees).
+SYSTEM_DIRS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run",
+                         "/sbin", "/sys", "/usr", "/var"})
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """A folder a command will create or write into, checked before anything is written: not a file or
+    device, not a system folder, creatable (its nearest existing parent is a writable folder).
+
+    ``what`` names the flag or key in the sentence (``run.outputs``, ``--out``). Returns the resolved path.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if str(resolved) in SYSTEM_DIRS:
+        raise UserError(f"{what}={str(path)!r} is a system folder ({resolved}); give a folder of your own")
+    if resolved.exists() and not resolved.is_dir():
+        raise UserError(f"{what}={str(path)!r} is not a folder ({resolved} is a file or device); give a "
+                        "folder path")
+    parent = resolved
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what}={str(path)!r} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what}={str(path)!r} cannot be written: no write permission in {parent}")
+    return resolved
+
+
 def inside(root: str | os.PathLike, *parts: str) -> Path:
     """``root/parts...`` resolved, refusing any result outside ``root`` (path traversal)."""
     root_path = Path(root).resolve()

@@ -25,18 +25,23 @@ from tradelab_jax import paths, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.training import compose
 
-# Runtime options a resume may change; everything else comes from the run's saved config.yaml.
+# Runtime options a resume may change when the resume command names them; everything else, and these when
+# it does not, come from the run's saved config.yaml.
 RESUME_RUNTIME_KEYS = ("progress", "print_summary", "eval")
 INFORMATIONAL_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
 
 
-def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False,
-               should_stop=None) -> dict[str, Any]:
-    """Train from a plain (resolved) config into ``out_dir``; returns ``{"status", "dirs", ...}``."""
+def run_config(plain: dict[str, Any], out_dir: Path, *, multirun: bool = False, should_stop=None,
+               given: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Train from a plain (resolved) config into ``out_dir``; returns ``{"status", "dirs", ...}``.
+
+    ``given``: the keys the command line set; a resume applies only those of :data:`RESUME_RUNTIME_KEYS`
+    (a run launched with ``run.eval=false`` resumes without evaluating unless the resume says otherwise).
+    """
     from tradelab_jax.training.session import resume_dir, train_config
 
     if plain["run"].get("resume"):
-        runtime = {k: plain["run"][k] for k in RESUME_RUNTIME_KEYS if k in plain["run"]}
+        runtime = {k: plain["run"][k] for k in RESUME_RUNTIME_KEYS if f"run.{k}" in given}
         return resume_dir(Path(plain["run"]["resume"]), runtime=runtime, should_stop=should_stop)
     if multirun and not plain["run"].get("pack"):
         from tradelab_jax.training.plan import sweep_axes
@@ -61,7 +66,11 @@ def _warn_ignored_on_resume(overrides: list[str]) -> None:
               file=sys.stderr)
 
 
-def _launch_single(cfg: Any) -> tuple[list[dict[str, Any]], list[UserError]]:
+def _given_keys(overrides: list[str]) -> frozenset[str]:
+    return frozenset(o.split("=", 1)[0].lstrip("+~") for o in overrides)
+
+
+def _launch_single(cfg: Any, given: frozenset[str]) -> tuple[list[dict[str, Any]], list[UserError]]:
     """One run from the composition the checks already made (composed once): Hydra's run directory and
     ``.hydra/`` launch record, then the run; ``(results, user errors)`` like :func:`_launch`."""
     from omegaconf import OmegaConf
@@ -72,7 +81,7 @@ def _launch_single(cfg: Any) -> tuple[list[dict[str, Any]], list[UserError]]:
     if record:  # a resume writes none: the launch's record is kept
         compose.write_launch_record(out_dir / str(record), cfg)
     try:
-        return [run_config(compose.to_plain(cfg), out_dir)], []
+        return [run_config(compose.to_plain(cfg), out_dir, given=given)], []
     except UserError as err:
         return [], [err]
 
@@ -91,7 +100,8 @@ def _launch(flags: list[str], overrides: list[str]) -> tuple[list[dict[str, Any]
         hc = HydraConfig.get()
         try:
             multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
-            results.append(run_config(compose.to_plain(cfg), Path(hc.runtime.output_dir), multirun=multirun))
+            results.append(run_config(compose.to_plain(cfg), Path(hc.runtime.output_dir), multirun=multirun,
+                                      given=_given_keys(overrides)))
         except UserError as err:
             # Recorded, not raised: Hydra would print a traceback and exit 1. main() reports it as one
             # `error:` line with the error's exit code once Hydra returns.
@@ -127,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         composed = compose.check_overrides(overrides, multirun=multirun, hydra_config=single)
         _warn_ignored_on_resume(overrides)
         # launch
-        results, errors = _launch_single(composed) if single else _launch(flags, overrides)
+        given = _given_keys(overrides)
+        results, errors = _launch_single(composed, given) if single else _launch(flags, overrides)
     finally:
         if old_timestamp is None:
             os.environ.pop(compose.TIMESTAMP_ENV, None)

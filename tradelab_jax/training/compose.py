@@ -180,6 +180,8 @@ def check_overrides(overrides: list[str], *, multirun: bool = True, hydra_config
         else:
             base.append(overrides[i])
     combos = [base, *([*base[:i], v, *base[i + 1:]] for i, vs in variants for v in vs)]
+    for combo in combos:
+        _check_group_options_and_dirs(combo)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
@@ -215,6 +217,23 @@ def write_launch_record(record_dir: Path, cfg: Any) -> None:
     atomic_write_text(record_dir / "config.yaml", OmegaConf.to_yaml(task))
     atomic_write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(hydra_node))
     atomic_write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(cfg.hydra.overrides.task))
+
+
+def _check_group_options_and_dirs(overrides: list[str]) -> None:
+    """What composing would let through silently: an unknown option of an optional group
+    (``experiment=nope`` trains with the defaults) and a Hydra run folder that cannot or must not be used
+    (``hydra.run.dir=/``)."""
+    from tradelab_jax.training.validate import check_run_dir
+
+    groups = {p.name for p in paths.conf_dir().iterdir() if p.is_dir()}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in groups and value not in ("null", ""):
+            options = sorted(p.stem for p in (paths.conf_dir() / key).glob("*.yaml"))
+            if value not in options:
+                raise UserError(f"unknown {key} option {value!r}; valid options: {', '.join(options)}")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            check_run_dir(value, key)
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tradelab_jax import runs
+from tradelab_jax import paths, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, ENV_KNOBS, RUN_KNOBS, SEED, SWEEPABLE_AGENT, resolve_env_knobs
 
@@ -38,14 +38,20 @@ def check_resume(path: Any) -> Path:
                     "directory from outputs/ (tradelab ui or ls outputs/ lists them)")
 
 
-def check_run_dir(path: Any) -> None:
-    """An explicit ``run.dir`` must not already hold a run (nothing stored is overwritten)."""
-    resolved = Path(str(path)).expanduser().resolve()
+def check_run_dir(path: Any, what: str = "run.dir") -> None:
+    """An explicit ``run.dir`` must be new, empty, or a run a launcher queued for this training (nothing
+    stored is overwritten, and no run's files land among other files)."""
+    resolved = paths.check_output_dir(str(path), what)
+    # A CANCEL file placed ahead (stop after the first chunk) is run control, not someone else's file.
+    others = [p for p in resolved.iterdir() if p.name != runs.CANCEL_FILE] if resolved.is_dir() else []
+    if others and runs.read_status(resolved) is None and not (resolved / runs.PACKED_FILE).is_file():
+        raise UserError(f"{what}={str(path)!r} is a folder that already holds other files; a run directory "
+                        "must be new or empty")
     packed = (resolved / runs.PACKED_FILE).is_file()
     for d in [resolved, *runs.point_dirs(resolved)] if packed else [resolved]:
         if runs.holds_run(d):
-            raise UserError(f"run.dir={str(path)!r} already holds a run ({runs.run_state(d, derive=False)}); "
-                            f"choose another run.dir, or continue it with run.resume={resolved}")
+            raise UserError(f"{what}={str(path)!r} already holds a run ({runs.run_state(d, derive=False)}); "
+                            f"choose another {what}, or continue it with run.resume={resolved}")
 
 
 def _check_data(point: dict[str, Any]) -> None:
@@ -77,22 +83,39 @@ def _check_gymnax(point: dict[str, Any]) -> None:
         raise UserError(f"unknown gymnax env.id {env_id!r}; valid: {', '.join(gymnax.registered_envs)}")
 
 
+# The keys a feature set mapping has (conf/features/*.yaml; its entries are checked by features.parse_specs).
+FEATURE_SET_KEYS = ("name", "features")
+
+
 def _check_keys(plain: dict[str, Any]) -> None:
-    """Keys added with Hydra's ``+key=value`` that nothing reads are refused, not silently ignored."""
+    """Keys that nothing reads (added with Hydra's ``+key=value``, at any depth) are refused, not silently
+    ignored: every mapping of the config is compared with its schema dataclass."""
     import dataclasses
+    import typing
 
     from tradelab_jax.training.config import Config, GymnaxEnvConfig, TradingEnvConfig
 
-    def refuse(extra: set[str], where: str, schema: type) -> None:
+    def walk(node: Any, schema: type, where: str) -> None:
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        extra = sorted(set(node) - set(fields))
         if extra:
-            valid = ", ".join(f.name for f in dataclasses.fields(schema))
-            raise UserError(f"unknown config key {where + sorted(extra)[0]!r} (added with +?); valid keys "
-                            f"there: {valid}")
+            raise UserError(f"unknown config key {where + extra[0]!r} (added with +?); valid keys there: "
+                            f"{', '.join(fields)}")
+        hints = typing.get_type_hints(schema)
+        for name, value in node.items():
+            sub = hints.get(name)
+            if isinstance(value, dict) and dataclasses.is_dataclass(sub):
+                walk(value, sub, f"{where}{name}.")
 
-    refuse(set(plain) - {f.name for f in dataclasses.fields(Config)}, "", Config)
+    walk({k: v for k, v in plain.items() if k not in ("env", "features")}, Config, "")
     env = plain.get("env") or {}
-    schema = GymnaxEnvConfig if env.get("kind") == "gymnax" else TradingEnvConfig
-    refuse(set(env) - {f.name for f in dataclasses.fields(schema)}, "env.", schema)
+    walk(env, GymnaxEnvConfig if env.get("kind") == "gymnax" else TradingEnvConfig, "env.")
+    features = plain.get("features")
+    if isinstance(features, dict):
+        extra = sorted(set(features) - set(FEATURE_SET_KEYS))
+        if extra:
+            raise UserError(f"unknown config key {'features.' + extra[0]!r} (added with +?); valid keys "
+                            f"there: {', '.join(FEATURE_SET_KEYS)}")
 
 
 def check_config(plain: dict[str, Any]) -> None:
@@ -108,6 +131,8 @@ def check_config(plain: dict[str, Any]) -> None:
         return  # everything else comes from the run's saved config
     if run.get("dir"):
         check_run_dir(run["dir"])
+    elif run.get("outputs"):
+        paths.check_output_dir(str(run["outputs"]), "run.outputs")
     for split in run.get("eval_splits") or []:
         if split not in SPLITS:
             raise UserError(f"invalid run.eval_splits entry {split!r}: use any of {', '.join(SPLITS)}")
