@@ -130,3 +130,26 @@ def test_eval_summary_has_the_asset_return_kill_switch_and_unambiguous_policies(
     printed = "\n".join(_printed(summary))
     assert re.search(rf"test split \({test['bars']:,} bars, asset [+-]\S+%\) - agent vs baselines:", printed)
     assert " steps " in printed and " terminated " in printed
+
+
+def test_sweep_points_are_headed_by_their_values_and_end_in_one_table():
+    import io
+
+    from tradelab_jax.training.session import point_label, print_summary
+
+    def summary(ret):
+        row = {"steps": 10, "terminated": False, "total_return": ret, "sharpe": 1.5, "max_drawdown": 0.02,
+               "trades": 3, "exposure": 0.5}
+        return {"run": {}, "splits": {"test": {"bars": 10, "agent": row}}, "policies": {}}
+
+    labels = [point_label({"seed": s, "env.risk_pct": r}) for s in (0, 1) for r in (0.005, 0.01)]
+    stream = io.StringIO()
+    print_summary([summary(0.01 * i) for i in range(4)], stream=stream, labels=labels)
+    text = stream.getvalue()
+    assert "[2] seed=1 env.risk_pct=0.005 test split (10 bars) - agent vs baselines:" in text
+    table = text.split("sweep of 4 points - the agent on the test split:\n", 1)[1].splitlines()
+    assert table[0].split() == ["point", "values", "total_return", "sharpe", "max_drawdown", "trades",
+                                "exposure"]
+    assert table[3].split() == ["[2]", "seed=1", "env.risk_pct=0.005", "2.00%", "1.50", "2.00%", "3",
+                                "50.00%"]
+    assert "flattered by the choice itself" in table[-1]

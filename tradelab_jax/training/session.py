@@ -44,6 +44,11 @@ def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop
 
 
 def _run(plan: RunPlan, *, should_stop) -> dict[str, Any]:
+    with runs.run_lock(plan.where):  # one trainer per run directory: a second is refused before it writes
+        return _train(plan, should_stop=should_stop)
+
+
+def _train(plan: RunPlan, *, should_stop) -> dict[str, Any]:
     from tradelab_jax.training.runner import train_points
 
     dirs = plan.dirs
@@ -54,7 +59,7 @@ def _run(plan: RunPlan, *, should_stop) -> dict[str, Any]:
         if result.status == "done":
             summaries = finish(plan, result)
             if plan.base["run"].get("print_summary", True):
-                print_summary(summaries, dirs=dirs)
+                print_summary(summaries, dirs=dirs, labels=[point_label(p.values) for p in plan.points])
         return {"status": result.status, "dirs": [str(d) for d in dirs], "result": result}
     except BaseException as err:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
@@ -160,11 +165,18 @@ def _title(cfg: dict[str, Any]) -> str:
     return f"{cfg['data']['id']}  seed={cfg['seed']}  risk_pct={cfg['env'].get('risk_pct')}"
 
 
-def print_summary(summaries, stream=None, dirs=None) -> None:
-    """The test split (or the last evaluated split) of each point: agent vs the baselines."""
+def point_label(values: dict[str, Any]) -> str:
+    """A sweep point's values on the axes, as a user would type them: ``seed=1 env.risk_pct=0.005``."""
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def print_summary(summaries, stream=None, dirs=None, labels: list[str] | None = None) -> None:
+    """The test split (or the last evaluated split) of each point: agent vs the baselines; a sweep's points
+    are headed by their values on the axes and followed by one table of every point."""
     stream = stream or sys.stdout
+    labels = labels or [""] * len(summaries)
     for i, s in enumerate(summaries):
-        head = f"[{i}] " if len(summaries) > 1 else ""
+        head = f"[{i}] " + (f"{labels[i]} " if labels[i] else "") if len(summaries) > 1 else ""
         if dirs is not None:
             print(f"{head}run directory: {dirs[i]}", file=stream)
         if "mean_episode_return" in s:
@@ -177,6 +189,38 @@ def print_summary(summaries, stream=None, dirs=None) -> None:
         name = "test" if "test" in splits else list(splits)[-1]
         lines = _split_table(name, splits[name], s.get("policies") or {})
         print(head + "\n".join(lines), file=stream)
+    if len(summaries) > 1:
+        print("\n".join(_points_table(summaries, labels)), file=stream)
+
+
+# The sweep table's columns: the agent's row of the test split (or the last evaluated one).
+POINT_COLUMNS = (("total_return", "pct"), ("sharpe", "num"), ("max_drawdown", "pct"), ("trades", "int"),
+                 ("exposure", "pct"))
+
+
+def _points_table(summaries: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """One line per sweep point: its values and the agent's key metrics (or the greedy return)."""
+    width = max(len(label) for label in labels) if any(labels) else 0
+    gymnax = any("mean_episode_return" in s for s in summaries)
+    columns = ("mean_episode_return",) if gymnax else tuple(field for field, _ in POINT_COLUMNS)
+    split = next((("test" if "test" in s["splits"] else list(s["splits"])[-1])
+                  for s in summaries if s.get("splits")), None)
+    what = "greedy mean episode return" if gymnax else f"the agent on the {split} split"
+    widths = [max(CELL_WIDTH, len(c)) for c in columns]
+    lines = [f"sweep of {len(summaries)} points - {what}:",
+             f"  {'point':<6}{'values':<{width + 2}}" + "  ".join(c.rjust(w) for c, w in zip(columns, widths,
+                                                                                               strict=True))]
+    for i, (s, label) in enumerate(zip(summaries, labels, strict=True)):
+        if gymnax:
+            cells = [_cell(s.get("mean_episode_return"), "num")]
+        else:
+            row = ((s.get("splits") or {}).get(split) or {}).get("agent") or {}
+            cells = [_cell(row.get(field), kind) for field, kind in POINT_COLUMNS]
+        lines.append(f"  {f'[{i}]':<6}{label:<{width + 2}}"
+                     + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    lines.append(f"  the best of {len(summaries)} points is flattered by the choice itself: compare it "
+                 "across seeds and held-out splits before trusting it")
+    return lines
 
 
 # (header = the eval_summary.json field, kind): `pct` fields are fractions printed as percent.
