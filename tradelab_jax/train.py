@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         # check
         compose.register()
         single = not multirun and not flags  # Hydra's flags (--cfg, -h, --config-dir...) go through Hydra
-        composed = compose.check_overrides(overrides, multirun=multirun, hydra_config=single)
+        # --help and --cfg train nothing: Hydra's own report, without the value checks (and without JAX).
+        composed = None if informational else compose.check_overrides(overrides, multirun=multirun,
+                                                                      hydra_config=single)
         _warn_ignored_on_resume(overrides)
         # launch
         given = _given_keys(overrides)

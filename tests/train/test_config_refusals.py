@@ -103,3 +103,16 @@ def test_a_resume_applies_the_settings_it_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "mean_episode_return" in json.loads((cut / runs.EVAL_FILE).read_text())
     assert "greedy mean episode return" in proc.stdout
+
+
+def test_help_needs_no_jax():
+    """``tradelab train --help`` answers from the configs alone: no value checks, no JAX import (it took
+    8-11 s on a busy machine when it imported JAX)."""
+    code = ("import sys, atexit\n"
+            "atexit.register(lambda: print('jax imported:', 'jax' in sys.modules))\n"
+            "from tradelab_jax.cli import main\n"
+            "main(['train', '--help'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "== Config groups ==" in proc.stdout or "Powered by Hydra" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "jax imported: False"
