@@ -70,6 +70,35 @@ def register() -> None:
     OmegaConf.register_new_resolver("tl_run_dir", _run_dir, replace=True)
     OmegaConf.register_new_resolver("tl_sweep_dir", _sweep_dir, replace=True)
     OmegaConf.register_new_resolver("tl_output_subdir", _output_subdir, replace=True)
+    _register_lake_datasets()
+
+
+def _shipped_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (paths.conf_dir() / group).glob("*.yaml"))
+
+
+def _register_lake_datasets() -> None:
+    """Every dataset of the default lake is a ``data`` option (``data=binance_ethusdt_1m`` after an
+    import), like the shipped ones that have a file in conf/data/."""
+    from hydra.core.config_store import ConfigStore
+
+    from tradelab_jax.data.lake import Lake
+    from tradelab_jax.training.config import DataConfig
+
+    shipped = set(_shipped_options("data"))
+    for dataset_id in Lake.at(None).ids():
+        if dataset_id not in shipped:
+            ConfigStore.instance().store(group="data", name=dataset_id, node=DataConfig(id=dataset_id))
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its files in conf/, and for ``data`` every dataset of the lake."""
+    options = set(_shipped_options(group))
+    if group == "data":
+        from tradelab_jax.data.lake import Lake
+
+        options |= set(Lake.at(None).ids())
+    return sorted(options)
 
 
 
@@ -229,9 +258,10 @@ def _check_group_options_and_dirs(overrides: list[str]) -> None:
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in groups and value not in ("null", ""):
-            options = sorted(p.stem for p in (paths.conf_dir() / key).glob("*.yaml"))
+            options = group_options(key)
             if value not in options:
-                raise UserError(f"unknown {key} option {value!r}; valid options: {', '.join(options)}")
+                hint = "; a dataset of another lake: data.id=<id> data.lake=<folder>" if key == "data" else ""
+                raise UserError(f"unknown {key} option {value!r}; valid options: {', '.join(options)}{hint}")
         if key in ("hydra.run.dir", "hydra.sweep.dir"):
             check_run_dir(value, key)
 
