@@ -22,3 +22,16 @@ class DataError(UserError):
     """Market data that fails validation or cannot be read."""
 
     exit_code = 3
+
+
+class BusyError(UserError):
+    """Another process holds what this command would write (a dataset, a run directory): it is refused."""
+
+
+class DiskFullError(UserError):
+    """A write found its disk or quota full (ENOSPC, EDQUOT); the message names the path and bytes needed.
+
+    Exit code 4: nothing is wrong with what the user asked, only with the room to store it.
+    """
+
+    exit_code = 4

@@ -187,7 +187,7 @@ def test_commit_reports_a_gap(tmp_path, oct_bars):
     assert state.manifest["gaps"] == gaps and state.manifest["rows"] == 130
 
 
-def test_a_crash_while_writing_the_manifest_leaves_the_old_one_and_a_rebuild_repairs_it(
+def test_a_crash_while_writing_the_manifest_leaves_the_old_version_whole_and_a_rebuild_works(
     tmp_path, oct_bars, monkeypatch
 ):
     stored = slice_bars(oct_bars, 0, 100)
@@ -210,14 +210,17 @@ def test_a_crash_while_writing_the_manifest_leaves_the_old_one_and_a_rebuild_rep
     assert manifest_path.read_bytes() == before  # never half-written
     assert not list(root.rglob("*.tmp"))
     old = lake.read_manifest(DATASET)
-    assert not _manifest_matches(lake, old, lake.dataset_rel_dir("binance", "BTC/USDT", "1m", DATASET))
-    # The next run reads the month files (the checkpoint) and rebuilds the manifest from them.
+    # The changed month was written beside the file the manifest reads, so the old version is still whole.
+    assert _manifest_matches(lake, old, lake.dataset_rel_dir("binance", "BTC/USDT", "1m", DATASET))
+    np.testing.assert_array_equal(data.load(DATASET, lake=root).bars["close"], stored["close"])
+    # A rebuild from the month files (the checkpoint) still gives a whole dataset, leaving no staged file.
     merged = slice_bars(oct_bars, 0, 150)
     again = IngestState.start(lake, state.plan, merged, old)
     again.rebuild_manifest()
     market = data.load(DATASET, lake=root)
     assert len(market) == 150 and again.manifest == market.manifest
     np.testing.assert_array_equal(market.bars["close"], merged["close"])
+    assert not [p for p in root.rglob(".*.parquet")]
 
 
 # --------------------------------------------------------------------------------------------- paging loop

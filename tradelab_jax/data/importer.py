@@ -330,8 +330,24 @@ def import_file(
     sort: bool = False,
     unconfirmed_last_bar: bool = False,
 ) -> ImportResult:
-    """Read, normalise and check ``path``; write it as a dataset only when every rule passes."""
-    path = Path(path)
+    """Read, normalise and check ``path``; write it as a dataset only when every rule passes.
+
+    The dataset's writer lock is held from the existence check to the last write, so two imports into one
+    id never both pass the check (the second is refused, naming the first).
+    """
+    check_exchange(exchange)
+    check_symbol(symbol)
+    timeframe_ms(timeframe)
+    dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
+    with lake.writer(dataset_id):
+        return _import_file(Path(path), exchange=exchange, symbol=symbol, timeframe=timeframe, lake=lake,
+                            dataset_id=dataset_id, provenance=provenance, replace=replace, sort=sort,
+                            unconfirmed_last_bar=unconfirmed_last_bar)
+
+
+def _import_file(path: Path, *, exchange: str, symbol: str, timeframe: str, lake: Lake, dataset_id: str,
+                 provenance: str | Path | None, replace: bool, sort: bool,
+                 unconfirmed_last_bar: bool) -> ImportResult:
     tf_ms, dataset_id, provenance_text = check_target(exchange, symbol, timeframe, lake, dataset_id,
                                                       provenance, replace)
     frame = read_table_file(path)

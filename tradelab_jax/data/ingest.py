@@ -11,14 +11,11 @@ manifest (the last bar of a downloaded file) is fetched again and replaced by th
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import hashlib
 import json
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -471,34 +468,6 @@ class IngestState:
 # --------------------------------------------------------------------------------------------- run
 
 
-@contextlib.contextmanager
-def _dataset_lock(lake: Lake, dataset_id: str):
-    """One writer per dataset: a second ingest of the same dataset is refused while the first runs.
-
-    The lock is an OS file lock, so it disappears with its process even after SIGKILL.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
-    # The lock file lives in the temp folder, not in the lake, so a refused run leaves the lake untouched.
-    key = hashlib.sha256(f"{lake.root}\0{dataset_id}".encode()).hexdigest()[:24]
-    path = Path(tempfile.gettempdir()) / f"tradelab-ingest-{key}.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UserError(
-                f"another process is writing dataset {dataset_id!r} in lake {lake.root}; "
-                "wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _remove_leftover_temp_files(lake: Lake, rel_dir: str) -> None:
     """Temporary files of atomic writes that a killed run left behind (never a committed file)."""
     for folder in (lake.file_path(rel_dir), lake.manifests_dir, lake.root / "provenance"):
@@ -568,7 +537,7 @@ def ingest(
     check_symbol(symbol)
     tf_ms = timeframe_ms(timeframe)
     dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
-    with _dataset_lock(lake, dataset_id):
+    with lake.writer(dataset_id):  # one writer per dataset; a second is refused, naming this one
         return _ingest(
             exchange=exchange,
             symbol=symbol,

@@ -5,6 +5,7 @@ Layout under a lake root::
     lake/<exchange>/<BASE-QUOTE>/<timeframe>/<dataset_id>/<YYYY-MM>.parquet   one file per UTC month
     manifests/<dataset_id>.json                                             what the dataset is
     provenance/<dataset_id>.md                                              where the numbers came from
+    locks/<dataset_id>.lock                                                 while a writer holds the dataset
 
 Month files are written deterministically (fixed codec, level and encodings, one row group, no Arrow schema
 or pandas metadata), so the same bars always give the same bytes and the same sha256.
@@ -12,12 +13,14 @@ or pandas metadata), so the same bars always give the same bytes and the same sh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,14 @@ from tradelab_jax.data.schema import (
     symbol_dir,
     timeframe_ms,
 )
-from tradelab_jax.errors import DataError, UserError
-from tradelab_jax.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tradelab_jax.errors import BusyError, DataError, UserError
+from tradelab_jax.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    describe_holder,
+    exclusive_lock,
+)
 from tradelab_jax.paths import check_id, inside, resolve_lake
 
 MANIFEST_FORMAT = "tradelab-lake/1"
@@ -76,6 +85,27 @@ class Lake:
 
     def provenance_path(self, dataset_id: str) -> Path:
         return inside(self.root, "provenance", f"{check_id(dataset_id, 'dataset id')}.md")
+
+    def lock_path(self, dataset_id: str) -> Path:
+        return inside(self.root, "locks", f"{check_id(dataset_id, 'dataset id')}.lock")
+
+    @contextlib.contextmanager
+    def writer(self, dataset_id: str, command: str | None = None) -> Iterator[None]:
+        """Hold the dataset's one-writer lock for the block (every command that writes a dataset takes it).
+
+        A second writer is refused at once with :class:`BusyError` naming the holder (pid, host, command,
+        since when); a holder that died (even by SIGKILL) holds nothing, the kernel having dropped its lock.
+        Not re-entrant: take it once, at the command's edge.
+        """
+
+        def busy(record: dict | None) -> BusyError:
+            return BusyError(
+                f"dataset {dataset_id!r} in lake {self.root} is being written by {describe_holder(record)}; "
+                "wait for that command to finish (or stop it) and run this one again"
+            )
+
+        with exclusive_lock(self.lock_path(dataset_id), busy=busy, command=command):
+            yield
 
     def dataset_rel_dir(self, exchange: str, symbol: str, timeframe: str, dataset_id: str) -> str:
         timeframe_ms(timeframe)
@@ -275,11 +305,14 @@ def write_dataset(
     changed_months: set[str] | None = None,
     extra_fields: dict | None = None,
 ) -> dict:
-    """Write (or rewrite) a dataset: its month files first, then provenance, then the manifest last.
+    """Write (or rewrite) a dataset so that at every instant it is its old version or its new one, whole.
 
-    ``bars`` must already be checked: sorted, unique, on the grid. With ``previous`` (the dataset's current
-    manifest) and ``changed_months``, only those months are rewritten and the others keep their files and
-    checksums; months no longer present are deleted after the manifest is written.
+    New month files are written beside the files the current manifest reads (a month whose file would
+    change goes to a staged name first), then the manifest is switched atomically, then staged files take
+    their month's own name (hard link + rename, with a second manifest switch) and the old and leftover
+    files are removed. ``bars`` must already be checked: sorted, unique, on the grid. With ``previous`` (the
+    dataset's current manifest) and ``changed_months``, only those months are rewritten and the others keep
+    their files and checksums. The caller holds :meth:`Lake.writer`.
     """
     check_id(dataset_id, "dataset id")
     check_exchange(exchange)
@@ -290,40 +323,16 @@ def write_dataset(
     if len(ts) == 0:
         raise DataError(f"dataset {dataset_id!r} would hold no bars; nothing was written")
     rel_dir = lake.dataset_rel_dir(exchange, symbol, timeframe, dataset_id)
-    keys = month_keys(ts)
-    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
     old_files = {f["path"]: f for f in (previous or {}).get("files", [])}
-    files = []
-    for lo, hi in itertools.pairwise(bounds):
-        month = str(keys[lo])
-        rel = f"{rel_dir}/{month}.parquet"
-        path = lake.file_path(rel)
-        keep = (
-            changed_months is not None
-            and month not in changed_months
-            and rel in old_files
-            and old_files[rel].get("rows") == int(hi - lo)
-            and path.is_file()
-        )
-        if keep:
-            entry = dict(old_files[rel])
-        else:
-            data = parquet_bytes(take(bars, slice(lo, hi)))
-            atomic_write_bytes(path, data)
-            entry = {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        entry.update(
-            {
-                "month": month,
-                "rows": int(hi - lo),
-                "first_ts": int(ts[lo]),
-                "last_ts": int(ts[hi - 1]),
-            }
-        )
-        files.append(
-            {k: entry[k] for k in ("path", "month", "rows", "first_ts", "last_ts", "bytes", "sha256")}
-        )
-    provenance_rel = f"provenance/{dataset_id}.md"
-    atomic_write_text(lake.provenance_path(dataset_id), provenance_text.rstrip() + "\n")
+    written: list[str] = []
+    try:
+        files, staged = _write_month_files(lake, rel_dir, bars, old_files, changed_months, written)
+    except BaseException:  # a full disk, an interrupt: take back the new files, the old version reads none
+        for rel in written:
+            if rel not in old_files:
+                lake.file_path(rel).unlink(missing_ok=True)
+        raise
+    _test_hold("before-switch")
     first, last = int(ts[0]), int(ts[-1])
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -342,18 +351,109 @@ def write_dataset(
         "gaps": find_gaps(ts, tf_ms),
         "unconfirmed_ts": [int(t) for t in np.intersect1d(np.asarray(unconfirmed_ts or [], "int64"), ts)],
         "files": files,
-        "provenance": {"file": provenance_rel, "sources": sources, "text": provenance_text.rstrip() + "\n"},
+        "provenance": {
+            "file": f"provenance/{dataset_id}.md",
+            "sources": sources,
+            "text": provenance_text.rstrip() + "\n",
+        },
     }
     if extra_fields:
         manifest.update(extra_fields)
-    atomic_write_json(lake.manifest_path(dataset_id), manifest)
-    # Files of months that no longer exist (or of the dataset's old location) go only after the new
-    # manifest is in place, so a crash never leaves the manifest pointing at a deleted file.
+    atomic_write_json(lake.manifest_path(dataset_id), manifest)  # the switch: from here on, the new version
+    atomic_write_text(lake.provenance_path(dataset_id), provenance_text.rstrip() + "\n")
+    if staged:
+        _test_hold("after-switch")
+        for entry in files:
+            if entry["path"] in staged:
+                _link_over(lake.file_path(entry["path"]), lake.file_path(staged[entry["path"]]))
+                entry["path"] = staged[entry["path"]]
+        atomic_write_json(lake.manifest_path(dataset_id), manifest)
+    # Old files go only after the new manifest is in place, so a crash never leaves the manifest pointing at
+    # a deleted file; so do the leftovers of a killed writer in the dataset's folder (under the lock, no one
+    # else writes there).
     live = {f["path"] for f in files}
-    for rel in old_files:
+    for rel in [*old_files, *_dataset_folder_files(lake, rel_dir)]:
         if rel not in live:
             lake.file_path(rel).unlink(missing_ok=True)
     return manifest
+
+
+def _write_month_files(
+    lake: Lake,
+    rel_dir: str,
+    bars: dict[str, np.ndarray],
+    old_files: dict[str, dict],
+    changed_months: set[str] | None,
+    written: list[str],
+) -> tuple[list[dict], dict[str, str]]:
+    """The manifest's file entries, each month's file written (or kept), and ``{staged path: own path}``;
+    ``written`` collects the paths written so far.
+
+    A month whose own file the current manifest lists with other bytes is written to a hidden staged name,
+    so the current version stays whole until the manifest switches.
+    """
+    ts = bars["ts"]
+    keys = month_keys(ts)
+    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    files, staged = [], {}
+    for lo, hi in itertools.pairwise(bounds):
+        month = str(keys[lo])
+        rel = f"{rel_dir}/{month}.parquet"
+        path = lake.file_path(rel)
+        keep = (
+            changed_months is not None
+            and month not in changed_months
+            and rel in old_files
+            and old_files[rel].get("rows") == int(hi - lo)
+            and path.is_file()
+        )
+        if keep:
+            entry = dict(old_files[rel])
+        else:
+            data = parquet_bytes(take(bars, slice(lo, hi)))
+            sha = hashlib.sha256(data).hexdigest()
+            target = rel
+            if rel in old_files and old_files[rel].get("sha256") != sha:
+                target = f"{rel_dir}/.{month}.{sha[:16]}.parquet"
+                staged[target] = rel
+            atomic_write_bytes(lake.file_path(target), data)
+            written.append(target)
+            entry = {"path": target, "sha256": sha, "bytes": len(data)}
+        entry.update(month=month, rows=int(hi - lo), first_ts=int(ts[lo]), last_ts=int(ts[hi - 1]))
+        files.append(
+            {k: entry[k] for k in ("path", "month", "rows", "first_ts", "last_ts", "bytes", "sha256")}
+        )
+    return files, staged
+
+
+def _link_over(src: Path, dest: Path) -> None:
+    """Make ``dest`` the same file as ``src`` atomically, keeping ``src`` (a second name, no copy)."""
+    tmp = dest.with_name(f".{dest.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    os.link(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _dataset_folder_files(lake: Lake, rel_dir: str) -> list[str]:
+    """Month files (own or staged names) and temporary files in the dataset's folder, as lake paths."""
+    folder = lake.file_path(rel_dir)
+    if not folder.is_dir():
+        return []
+    return [f"{rel_dir}/{p.name}" for p in folder.iterdir()
+            if p.is_file() and (p.name.endswith(".parquet") or p.name.endswith(".tmp"))]
+
+
+def _test_hold(stage: str) -> None:
+    """For the crash tests only: with ``TRADELAB_TEST_LAKE_HOLD=<stage>:<file>``, create ``<file>`` at that
+    stage of a write and wait (at most 120 s) until the test removes it (or kills this process)."""
+    spec = os.environ.get("TRADELAB_TEST_LAKE_HOLD", "")
+    want, _, marker = spec.partition(":")
+    if want != stage or not marker:
+        return
+    Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + 120
+    while Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -12,6 +12,9 @@ from tradelab_jax.data.importer import check_target, read_table_file, source_ent
 from tradelab_jax.data.lake import Lake, provenance_with_note, read_bars, write_dataset
 from tradelab_jax.data.schema import (
     BAR_COLUMNS,
+    check_exchange,
+    check_symbol,
+    default_dataset_id,
     ms_to_iso,
     timeframe_ms,
 )
@@ -90,11 +93,18 @@ def resample_dataset(
     out_id: str | None = None,
     replace: bool = False,
 ) -> dict:
-    """Write the resampled copy of a lake dataset as a new dataset and return its manifest."""
+    """Write the resampled copy of a lake dataset as a new dataset and return its manifest (holding the new
+    dataset's writer lock)."""
     manifest = lake.read_manifest(dataset_id)
+    out_id = check_id(out_id or _resampled_id(dataset_id, manifest["timeframe"], to), "dataset id")
+    with lake.writer(out_id):
+        return _resample_dataset(dataset_id, manifest, to, lake=lake, out_id=out_id, replace=replace)
+
+
+def _resample_dataset(dataset_id: str, manifest: dict, to: str, *, lake: Lake, out_id: str,
+                      replace: bool) -> dict:
     source_tf = manifest["timeframe"]
     from_ms, to_ms = timeframe_ms(source_tf), timeframe_ms(to)
-    out_id = check_id(out_id or _resampled_id(dataset_id, source_tf, to), "dataset id")
     if out_id == dataset_id:
         raise UserError(f"the resampled dataset needs an id other than its source {dataset_id!r}")
     if lake.exists(out_id) and not replace:
@@ -275,8 +285,23 @@ def trades_file_to_dataset(
     provenance: str | Path | None = None,
     replace: bool = False,
 ) -> tuple[dict, list[str]]:
-    """Build bars from a trades file and write them as a dataset; the last bar is marked unconfirmed."""
-    path = Path(path)
+    """Build bars from a trades file and write them as a dataset; the last bar is marked unconfirmed.
+
+    The dataset's writer lock is held from the existence check to the last write.
+    """
+    check_exchange(exchange)
+    check_symbol(symbol)
+    timeframe_ms(timeframe)
+    dataset_id = check_id(dataset_id or default_dataset_id(exchange, symbol, timeframe), "dataset id")
+    with lake.writer(dataset_id):
+        return _trades_file_to_dataset(Path(path), exchange=exchange, symbol=symbol, timeframe=timeframe,
+                                       lake=lake, dataset_id=dataset_id, empty=empty, provenance=provenance,
+                                       replace=replace)
+
+
+def _trades_file_to_dataset(path: Path, *, exchange: str, symbol: str, timeframe: str, lake: Lake,
+                            dataset_id: str, empty: str, provenance: str | Path | None,
+                            replace: bool) -> tuple[dict, list[str]]:
     tf_ms, dataset_id, provenance_text = check_target(exchange, symbol, timeframe, lake, dataset_id,
                                                       provenance, replace)
     frame = read_table_file(path)
