@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from tradelab_jax.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text
+from tradelab_jax.io import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+)
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -148,6 +154,27 @@ def holds_run(run_dir: str | os.PathLike) -> bool:
     ``queued`` (a launcher creates the directory queued for exactly the training it then starts)."""
     status = read_status(run_dir)
     return status is not None and status.get("status") != "queued"
+
+
+def run_lock(run_dir: str | os.PathLike):
+    """A context manager: the one-trainer lock of a run directory (or packed sweep root), held for the run.
+
+    An OS lock on the directory itself (nothing is added to it; the kernel drops it when the trainer dies,
+    even by SIGKILL); a second trainer is refused at once with one sentence naming the holder.
+    """
+    from tradelab_jax.errors import BusyError
+
+    def busy(_record: Any) -> BusyError:
+        try:
+            st = read_status(run_dir) or {}
+        except (OSError, ValueError):
+            st = {}
+        since = st.get("resumed_at") or st.get("started_at") or st.get("updated_at") or "?"
+        return BusyError(f"run directory {run_dir} is being trained by another process (pid "
+                         f"{st.get('pid') or '?'}, status {st.get('status') or '?'} since {since}); wait for "
+                         "it to finish or cancel it, or pick another run.dir")
+
+    return exclusive_lock(run_dir, busy=busy)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_net
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
 from tradelab_jax.training.envs import batch_env_params, make_env
+from tradelab_jax.training.signals import Deferred
 
 # metrics.jsonl fields that measure time rather than learning (differ between identical runs).
 TIMING_FIELDS = ("time", "wall_s", "steps_per_s")
@@ -100,31 +99,6 @@ def chunk_record(metrics: dict[str, np.ndarray], i: int, *, update: int, spec: P
     return rec
 
 
-class _StopSignals:
-    """SIGTERM/SIGINT set a flag checked at the next chunk boundary (main thread only)."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.signum is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
 @dataclass
 class TrainResult:
     status: str  # done | cancelled
@@ -174,7 +148,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
           + f": {spec.num_updates} updates of {spec.steps_per_update:,} env steps, compiling", file=stream)
     # SIGINT/SIGTERM from here on set a flag (the run stops at the next chunk boundary, with a checkpoint),
     # also while compiling: an exception raised between XLA calls would end the process mid-compile.
-    with _StopSignals() as signals:
+    with Deferred() as signals:
         # Every chunk shape is compiled before the bar starts: a smaller last chunk compiled mid-run would
         # stall the bar near 100% and drag its rate down.
         sizes = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)

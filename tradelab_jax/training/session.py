@@ -12,6 +12,7 @@ from tradelab_jax import runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.io import atomic_write_json
 from tradelab_jax.training.plan import RunPlan, plan_resume, plan_run
+from tradelab_jax.training.signals import Interrupting, Stopped
 
 
 def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> dict[str, Any]:
@@ -49,22 +50,15 @@ def _run(plan: RunPlan, *, should_stop) -> dict[str, Any]:
 
 
 def _train(plan: RunPlan, *, should_stop) -> dict[str, Any]:
-    from tradelab_jax.training.runner import train_points
-
     dirs = plan.dirs
     try:
-        result = train_points(plan, should_stop=should_stop)
-        if result.status == "cancelled":
-            print(_stop_note(plan, update=result.update), file=sys.stderr)
-        if result.status == "done":
-            summaries = finish(plan, result)
-            if plan.base["run"].get("print_summary", True):
-                print_summary(summaries, dirs=dirs, labels=[point_label(p.values) for p in plan.points])
-        return {"status": result.status, "dirs": [str(d) for d in dirs], "result": result}
+        with Interrupting():  # SIGTERM/SIGHUP in any phase end like Ctrl-C: cancelled, with the resume hint
+            return _train_and_finish(plan, should_stop)
     except BaseException as err:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         if isinstance(err, KeyboardInterrupt):
-            state, message = "cancelled", "interrupted"
+            state = "cancelled"
+            message = f"stopped by {err}" if isinstance(err, Stopped) else "interrupted"
         else:
             state = "failed"
         for d in dirs:
@@ -77,6 +71,19 @@ def _train(plan: RunPlan, *, should_stop) -> dict[str, Any]:
         if isinstance(err, KeyboardInterrupt):
             print(_stop_note(plan), file=sys.stderr)
         raise
+
+
+def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
+    from tradelab_jax.training.runner import train_points
+
+    result = train_points(plan, should_stop=should_stop)
+    if result.status == "cancelled":
+        print(_stop_note(plan, update=result.update), file=sys.stderr)
+    if result.status == "done":
+        summaries = finish(plan, result)
+        if plan.base["run"].get("print_summary", True):
+            print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
+    return {"status": result.status, "dirs": [str(d) for d in plan.dirs], "result": result}
 
 
 def _stop_note(plan: RunPlan, update: int | None = None) -> str:
