@@ -54,6 +54,56 @@ TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _CKPT = re.compile(r"^ckpt_(\d{9})\.msgpack$")
 
 
+class RunFileError(ValueError):
+    """A run's file that is there but not read: a link out of its run directory, or not what the contract
+    says it holds (bad YAML or JSON, not a mapping). The message is one sentence naming the file."""
+
+
+def run_file_path(run_dir: str | os.PathLike, name: str) -> Path:
+    """``run_dir/name`` as its real path; :class:`RunFileError` when that lies outside the real path of
+    ``run_dir`` (a symbolic link out of the run, or ``..``).
+
+    The one rule by which every reader of the contract opens a run's file, so a link planted in a run (or
+    in a copy pulled from elsewhere) never makes the UI, the archive or the parity tool read another file.
+    A run's own directory may itself be reached through a link (``run.dir=<link>``); its files may not.
+    """
+    try:
+        root = Path(run_dir).resolve()
+        path = (root / name).resolve()
+    except (OSError, RuntimeError):  # a loop of links (RuntimeError before Python 3.13)
+        raise RunFileError(f"{Path(run_dir) / name} is a loop of symbolic links; not followed") from None
+    if root not in path.parents:
+        raise RunFileError(f"{Path(run_dir) / name} is a symbolic link out of its run directory; "
+                           "not followed")
+    return path
+
+
+def _read_text(run_dir: str | os.PathLike, name: str) -> str:
+    """A run file's text (FileNotFoundError when missing), refusing a link out and text that is not UTF-8."""
+    path = run_file_path(run_dir, name)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunFileError(f"{Path(run_dir) / name} is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise RunFileError(f"{Path(run_dir) / name} is a folder, not a file") from None
+
+
+def _read_mapping(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
+    """A run file holding one JSON (``.json``) or YAML mapping; :class:`RunFileError` for anything else."""
+    text, where = _read_text(run_dir, name), Path(run_dir) / name
+    try:
+        value = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        kind = "JSON" if name.endswith(".json") else "YAML"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFileError(f"{where} is not valid {kind} ({first})") from None
+    if not isinstance(value, dict):
+        what = "nothing" if value is None else f"a {type(value).__name__}"
+        raise RunFileError(f"{where} holds {what}, not a mapping")
+    return value
+
+
 def utc_now() -> str:
     """Now as ISO 8601 UTC with seconds, e.g. ``2025-11-26T11:30:00Z``."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -82,9 +132,9 @@ def new_run_dir(outputs: str | os.PathLike, tag: str, *, multirun: bool = False,
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(run_dir) / STATUS_FILE
+    """The run's status.json, None when there is none; :class:`RunFileError` when it is refused."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _read_mapping(run_dir, STATUS_FILE)
     except FileNotFoundError:
         return None
 
@@ -112,7 +162,7 @@ def pid_alive(pid: int | None) -> bool:
         return False
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, TypeError, ValueError, OverflowError):  # gone, or no pid (a foreign file)
         return False
     except PermissionError:
         return True
@@ -186,7 +236,8 @@ def write_config(run_dir: str | os.PathLike, config: dict[str, Any]) -> None:
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    """The run's config.yaml (FileNotFoundError when missing); :class:`RunFileError` when it is refused."""
+    return _read_mapping(run_dir, CONFIG_FILE)
 
 
 def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
@@ -195,16 +246,27 @@ def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every complete line of ``metrics.jsonl`` (a line still being written is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    return read_metrics_counted(run_dir)[0]
+
+
+def read_metrics_counted(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+    """``(records, skipped)``: each line of ``metrics.jsonl`` that is a JSON object, and how many lines are
+    not (a line still being written, or damaged); :class:`RunFileError` when the file is refused."""
+    try:
+        text = _read_text(run_dir, METRICS_FILE)
+    except FileNotFoundError:
+        return [], 0
+    out, skipped = [], 0
+    for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
-    return out
+            record = None
+        if isinstance(record, dict):
+            out.append(record)
+        elif line.strip():
+            skipped += 1
+    return out, skipped
 
 
 def truncate_metrics(run_dir: str | os.PathLike, max_update: int) -> None:
@@ -215,8 +277,11 @@ def truncate_metrics(run_dir: str | os.PathLike, max_update: int) -> None:
 
 
 def read_eval_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(run_dir) / EVAL_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The run's eval_summary.json, None before evaluation; :class:`RunFileError` when it is refused."""
+    try:
+        return _read_mapping(run_dir, EVAL_FILE)
+    except FileNotFoundError:
+        return None
 
 
 def write_eval_summary(run_dir: str | os.PathLike, summary: dict[str, Any]) -> None:
@@ -280,45 +345,93 @@ def is_sweep_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / PACKED_FILE).is_file() and not is_run_dir(path)
 
 
-def find_runs(root: str | os.PathLike) -> list[Path]:
-    """Every run directory at or below ``root``, in path order: the one run discovery.
+@dataclass(frozen=True)
+class Skipped:
+    """An entry under an outputs root that discovery passed over, and why (one clause)."""
+
+    path: Path
+    why: str
+
+
+def scan_runs(root: str | os.PathLike) -> tuple[list[Path], list[Skipped]]:
+    """``(runs, skipped)``: every run directory at or below ``root`` in path order (the one run discovery),
+    and the entries passed over on the way.
 
     A run's own subfolders are not searched, nor are hidden folders (``.hydra/``, the UI's ``.queue/``).
     Under an outputs root this finds single runs ``<ts>_<tag>/``, multirun and packed-sweep points
     ``multirun/<ts>_<tag>/<n>/`` and those of a packed multirun whose shape-changing keys vary
     ``multirun/<ts>_<tag>/<job>/<n>/``, and runs pulled from the archive wherever their id put them.
+    Passed over: a symbolic link to a folder (a run or a sweep linked in from elsewhere is never followed,
+    so nothing outside ``root`` is read through it), and a folder that holds no run at any depth.
     """
     root = Path(root)
     if is_run_dir(root):
-        return [root]
+        return [root], []
     found: list[Path] = []
+    skipped: list[Skipped] = []
+    holding: set[Path] = set()  # folders with a run at or below them
+    walked: list[Path] = []
     for dirpath, dirnames, _ in os.walk(root):
         here = Path(dirpath)
         if here != root and is_run_dir(here):
             found.append(here)
+            holding.update(here.parents)
             dirnames.clear()
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    return found
+            continue
+        walked.append(here)
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            if (here / d).is_symlink():
+                skipped.append(Skipped(here / d, "a symbolic link, not followed"))
+            else:
+                kept.append(d)
+        dirnames[:] = kept
+    linked = {s.path.parent for s in skipped}
+    for here in walked:
+        if here != root and here not in holding and here not in linked and not _has_subfolder(here):
+            skipped.append(Skipped(here, f"no run directory (no {STATUS_FILE})"))
+    return found, sorted(skipped, key=lambda s: s.path)
+
+
+def _has_subfolder(path: Path) -> bool:
+    """Whether ``path`` holds a visible folder (then the deepest run-less folder below is the one named)."""
+    try:
+        return any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
+    except OSError:
+        return False
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Every run directory at or below ``root``, in path order (:func:`scan_runs` less what it skipped)."""
+    return scan_runs(root)[0]
 
 
 def iter_runs(outputs: str | os.PathLike) -> Iterator[Path]:
-    """:func:`find_runs` under ``outputs``, newest first: ordered by the timestamp of the run or of its
-    sweep (``multirun/<ts>_<tag>``), then by path, all descending (a sweep's last point first)."""
+    """:func:`find_runs` under ``outputs``, newest first (:func:`order_runs`)."""
     root = Path(outputs)
-    if not root.is_dir():
-        return
+    if root.is_dir():
+        yield from order_runs(root, find_runs(root))
+
+
+def order_runs(outputs: str | os.PathLike, found: list[Path]) -> list[Path]:
+    """Runs under ``outputs`` newest first: ordered by the timestamp of the run or of its sweep
+    (``multirun/<ts>_<tag>``), then by path, all descending (a sweep's last point first)."""
+    root = Path(outputs)
 
     def order(p: Path) -> tuple[str, str]:
         rel = p.relative_to(root).parts or ("",)
         return (rel[1] if rel[0] == MULTIRUN_DIR and len(rel) > 1 else rel[0], "/".join(rel))
 
-    yield from sorted(find_runs(root), key=order, reverse=True)
+    return sorted(found, key=order, reverse=True)
 
 
 def point_dirs(sweep_dir: str | os.PathLike) -> list[Path]:
     """The numbered run directories ``0/ 1/ ...`` of a multirun or packed sweep, in order."""
     root = Path(sweep_dir)
-    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    # A linked point is not followed, as in scan_runs: its files would be read from wherever it points.
+    dirs = [p for p in root.iterdir() if p.name.isdigit() and p.is_dir() and not p.is_symlink()]
     return sorted(dirs, key=lambda p: int(p.name))
 
 
@@ -349,6 +462,7 @@ def resume_root(run_dir: str | os.PathLike) -> Path:
 def _checkpoint_update(run_dir: Path) -> int | None:
     """The update of the run's last complete checkpoint, or None when there is none to continue from."""
     try:
+        run_file_path(run_dir, f"{CHECKPOINT_DIR}/{LATEST_CHECKPOINT}")  # a link out is no checkpoint either
         found = latest_checkpoint(run_dir)
     except (OSError, ValueError, KeyError):  # a damaged latest.json is no checkpoint to resume from
         return None

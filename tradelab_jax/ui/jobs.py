@@ -107,17 +107,41 @@ def _parse_utc(text: str | None) -> float | None:
         return None
 
 
+def _readable_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status.json, or ``{}`` when it is missing or refused (a link out of the run, damaged)."""
+    try:
+        return runs.read_status(run_dir) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _readable_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's metrics lines, or ``[]`` when refused (a link out of the run, not text)."""
+    try:
+        return runs.read_metrics(run_dir)
+    except (OSError, ValueError):
+        return []
+
+
+def no_follow(path: str, flags: int) -> int:
+    """An ``open`` opener that refuses a symbolic link (ELOOP): a console.log planted as a link out of its
+    run (whose directory :meth:`JobQueue.run_path` resolved inside outputs) is never read or appended to."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
 def read_log_tail(path: str | os.PathLike, lines: int = 20, max_bytes: int = 65_536) -> str:
     """The last ``lines`` lines of a log, with progress-bar carriage returns turned into lines."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", opener=no_follow) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))
             data = f.read()
     except FileNotFoundError:
         return ""
+    except OSError as err:
+        return f"{path.name} not read ({err.strerror}: a symbolic link is not followed)"
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     kept = [ln.rstrip() for ln in text.split("\n") if ln.strip()]
     out: list[str] = []
@@ -327,7 +351,8 @@ class JobQueue:
 
     def _note(self, job: Job, text: str) -> None:
         """A line from the UI in the job's console log, so the log tells the whole story."""
-        with contextlib.suppress(OSError), open(self.log_path(job), "a", encoding="utf-8") as f:
+        log_path = self.log_path(job)
+        with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8", opener=no_follow) as f:
             # A leading newline: the trainer's progress bar may be mid-line (it redraws with \r).
             f.write(f"\n[tradelab ui {runs.utc_now()}] {text}\n")
 
@@ -415,7 +440,7 @@ class JobQueue:
         if logf is not None:
             logf.close()
         job.returncode = proc.returncode if proc is not None else job.returncode
-        statuses = [runs.read_status(d) or {} for d in self.point_paths(job)]
+        statuses = [_readable_status(d) for d in self.point_paths(job)]
         states = [s.get("status") for s in statuses]
         cancelled = job.cancel_requested_at is not None
         if states and all(s == "done" for s in states) and job.returncode in (0, None):
@@ -449,7 +474,11 @@ class JobQueue:
     @staticmethod
     def _finalise_status(run_dir: Path, state: str, why: str) -> None:
         """Record the end of a run whose process could not (killed, or never started); keep a final status."""
-        st = runs.read_status(run_dir)
+        try:
+            st = runs.read_status(run_dir)
+        except (OSError, ValueError) as err:  # refused (a link out, damaged): never written through
+            log.warning("run status not finalised: %s", err)
+            return
         if st is None or st.get("status") in runs.FINAL_STATES:
             return
         runs.write_status(
@@ -502,12 +531,12 @@ class JobQueue:
 
     def progress(self, job: Job, log_lines: int = 20) -> dict[str, Any]:
         """What the job panel shows: state, progress 0..1, env steps, steps/s, last return, log tail."""
-        statuses = [runs.read_status(d) or {} for d in self.point_paths(job)]
+        statuses = [_readable_status(d) for d in self.point_paths(job)]
         done_steps = [int(s.get("env_steps") or 0) for s in statuses]
         total = [int(s.get("total_env_steps") or 0) for s in statuses]
         prog = [float(s.get("progress") or 0.0) for s in statuses]
         last: dict[str, Any] = {}
-        metrics = runs.read_metrics(self.point_paths(job)[0]) if statuses else []
+        metrics = _readable_metrics(self.point_paths(job)[0]) if statuses else []
         if metrics:
             last = metrics[-1]
         returns = [s.get("mean_episode_return") for s in statuses if s.get("mean_episode_return") is not None]

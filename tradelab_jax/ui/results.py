@@ -3,7 +3,12 @@
 Everything here reads the run-directory contract (docs/run-directory.md) through :mod:`tradelab_jax.runs`.
 A run is named by its id, its path relative to the outputs root (``<ts>_<tag>`` or
 ``multirun/<ts>_<tag>/<n>``); :func:`resolve_run` is the only way from an id to a folder and refuses
-anything that is not a run directory inside the outputs root. Run states, what can resume and run discovery
+anything that is not a run directory inside the outputs root, or that is reached through a symbolic link.
+Every file of a run is opened through :func:`runs.run_file_path` (its real path must lie in the run), so a
+link planted in outputs/ never makes the UI read or serve another file. What cannot be read (a link out,
+bad YAML or JSON, a config that is no mapping, a damaged metrics line or telemetry) is left out of the view
+with one sentence in its ``notes``, never an exception; discovery's skipped entries (:func:`runs.scan_runs`)
+are notes of the runs table. Run states, what can resume and run discovery
 are the contract's (:mod:`tradelab_jax.runs`); the equity drawing is :mod:`tradelab_jax.plots`'. Plots are
 matplotlib figures (Agg, no pyplot state), so they are safe to build from several request threads at once.
 """
@@ -78,6 +83,9 @@ def resolve_run(outputs: str | os.PathLike, run_id: Any) -> Path:
     for part in parts:
         paths.check_id(part, "run id part")
     path = paths.inside(outputs, *parts)
+    if path != Path(outputs).resolve().joinpath(*parts):
+        raise UserError(f"run {run_id!r} is reached through a symbolic link; links in outputs/ are not "
+                        "followed")
     if not runs.is_run_dir(path):
         raise UserError(f"no run {run_id!r} in {Path(outputs).resolve()}")
     return path
@@ -92,7 +100,10 @@ def run_file(outputs: str | os.PathLike, run_id: str, name: str) -> Path:
     if name not in DOWNLOADABLE:
         raise UserError(f"file {name!r} is not offered; valid: {', '.join(DOWNLOADABLE)}")
     run_dir = resolve_run(outputs, run_id)
-    path = paths.inside(run_dir, name)
+    try:
+        path = runs.run_file_path(run_dir, name)
+    except runs.RunFileError as err:
+        raise UserError(f"run {run_id!r}: {err}") from None
     if not path.is_file():
         raise UserError(f"run {run_id!r} has no {name}")
     return path
@@ -110,70 +121,121 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def _safe_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        return runs.read_config(run_dir) or {}
-    except (OSError, ValueError):
-        return {}
+Notes = list[str] | None  # where a reader puts the sentence for what it could not read (None: dropped)
 
 
-def _safe_eval(run_dir: Path) -> dict[str, Any]:
+def _note(notes: Notes, message: object) -> None:
+    if notes is not None and str(message) not in notes:
+        notes.append(str(message))
+
+
+def _read(reader, run_dir: Path, notes: Notes, default: Any = None) -> Any:
+    """``reader(run_dir)``, or ``default`` when its file is missing or refused (a :class:`runs.RunFileError`,
+    or an OSError), whose sentence goes to ``notes``."""
     try:
-        return runs.read_eval_summary(run_dir) or {}
-    except (OSError, ValueError):
-        return {}
+        value = reader(run_dir)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as err:
+        _note(notes, err)
+        return default
+    return default if value is None else value
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else ``{}`` (a section of a foreign file that is no mapping)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _safe_config(run_dir: Path, notes: Notes = None) -> dict[str, Any]:
+    return _read(runs.read_config, run_dir, notes, {})
+
+
+def _safe_eval(run_dir: Path, notes: Notes = None) -> dict[str, Any]:
+    return _read(runs.read_eval_summary, run_dir, notes, {})
+
+
+def _safe_status(run_dir: Path, notes: Notes = None) -> dict[str, Any] | None:
+    return _read(runs.read_status, run_dir, notes)
 
 
 def split_metrics(summary: dict[str, Any], policy: str = "agent") -> dict[str, Any]:
     """The policy's metrics on the test split (or the last evaluated split)."""
-    splits = summary.get("splits") or {}
+    splits = _mapping(summary.get("splits"))
     if not splits:
         return {}
     name = "test" if "test" in splits else list(splits)[-1]
-    return dict(splits[name].get(policy) or {})
+    return dict(_mapping(_mapping(splits[name]).get(policy)))
 
 
-def run_row(outputs: str | os.PathLike, run_dir: Path) -> dict[str, Any]:
-    status = runs.read_status(run_dir) or {}
-    config = _safe_config(run_dir)
-    summary = _safe_eval(run_dir)
+def _num(x: Any) -> int | float | None:
+    """A number of a foreign file as the table can sort it: ints and floats kept, anything else None."""
+    return x if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def _text(x: Any) -> str | None:
+    return None if x is None or isinstance(x, dict | list) else str(x)
+
+
+def run_row(outputs: str | os.PathLike, run_dir: Path, notes: Notes = None) -> dict[str, Any]:
+    """The run's row of the table; every field of a foreign or damaged file is a number, a string or None."""
+    status = _safe_status(run_dir, notes) or {}
+    config = _safe_config(run_dir, notes)
+    summary = _safe_eval(run_dir, notes)
     row = split_metrics(summary)
-    env = config.get("env") or {}
+    env = _mapping(config.get("env"))
     dataset = _get(summary, "run", "dataset_id") or (
         _get(config, "env", "id") if env.get("kind") == "gymnax" else _get(config, "data", "id")
     )
     test_return = row.get("total_return")
     if test_return is None and "mean_episode_return" in summary:
         test_return = summary["mean_episode_return"]
+    started = _text(status.get("started_at") or status.get("queued_at")) or ""
     return {
         "run": run_id_of(outputs, run_dir),
-        "tag": _get(config, "run", "tag") or run_dir.name.split("_", 1)[-1],
-        "dataset": dataset,
-        "status": runs.effective_state(status),
-        "started": (status.get("started_at") or status.get("queued_at") or "").replace("T", " ").rstrip("Z"),
-        "env_steps": status.get("env_steps"),
-        "test_return": test_return,
-        "sharpe": row.get("sharpe"),
-        "max_drawdown": row.get("max_drawdown"),
-        "fees_paid": row.get("fees_paid"),
-        "seed": config.get("seed"),
-        "risk_pct": env.get("risk_pct"),
-        "stop_loss_bps": env.get("stop_loss_bps"),
+        "tag": _text(_get(config, "run", "tag")) or run_dir.name.split("_", 1)[-1],
+        "dataset": _text(dataset),
+        "status": runs.effective_state(status or None),
+        "started": started.replace("T", " ").rstrip("Z"),
+        "env_steps": _num(status.get("env_steps")),
+        "test_return": _num(test_return),
+        "sharpe": _num(row.get("sharpe")),
+        "max_drawdown": _num(row.get("max_drawdown")),
+        "fees_paid": _num(row.get("fees_paid")),
+        "seed": _num(config.get("seed")),
+        "risk_pct": _num(env.get("risk_pct")),
+        "stop_loss_bps": _num(env.get("stop_loss_bps")),
     }
 
 
-def list_runs(outputs: str | os.PathLike) -> list[dict[str, Any]]:
-    """One row per run directory under ``outputs`` (CLI and UI runs alike), newest first."""
+def list_runs(outputs: str | os.PathLike, notes: Notes = None) -> list[dict[str, Any]]:
+    """One row per run directory under ``outputs`` (CLI and UI runs alike), newest first; ``notes`` gets
+    what discovery passed over (links, folders without a run) and each file of a listed run not read."""
+    if not Path(outputs).is_dir():
+        return []
+    found, skipped = runs.scan_runs(outputs)
+    for entry in skipped:  # named by its path under outputs, as run ids are (run_id_of would follow a link)
+        _note(notes, f"{entry.path.relative_to(outputs).as_posix()}: skipped, {entry.why}")
     rows = []
-    for run_dir in runs.iter_runs(outputs):
+    for run_dir in runs.order_runs(outputs, found):
+        note_links_out(run_dir, notes)
         try:
-            rows.append(run_row(outputs, run_dir))
+            rows.append(run_row(outputs, run_dir, notes))
         except (OSError, ValueError) as err:  # a run being written or damaged: still list it
+            _note(notes, f"{run_id_of(outputs, run_dir)}: {err}")
             rows.append(
                 {c: None for c in RUN_COLUMNS}
                 | {"run": run_id_of(outputs, run_dir), "status": f"unreadable ({type(err).__name__})"}
             )
     return rows
+
+
+def note_links_out(run_dir: Path, notes: Notes) -> None:
+    """A note for each of the run's files (:data:`DOWNLOADABLE`) that is a link out of it, read or not: a
+    view names every file it refuses, including those (equity.png) it only offers for download."""
+    for name in DOWNLOADABLE:
+        if (run_dir / name).is_symlink():
+            _read(lambda d, name=name: runs.run_file_path(d, name), run_dir, notes)
 
 
 def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -228,22 +290,35 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # one run
 
 
-def load_metrics(run_dir: Path) -> pd.DataFrame:
-    return pd.DataFrame(runs.read_metrics(run_dir))
+def load_metrics(run_dir: Path, notes: Notes = None) -> pd.DataFrame:
+    records, skipped = _read(runs.read_metrics_counted, run_dir, notes, ([], 0))
+    if skipped:
+        _note(notes, f"{run_dir / runs.METRICS_FILE}: {skipped} line(s) not read (not a JSON object: being "
+                     "written, or damaged)")  # fmt: skip
+    return pd.DataFrame(records)
 
 
-def config_text(run_dir: Path) -> str:
-    path = run_dir / runs.CONFIG_FILE
-    return path.read_text(encoding="utf-8") if path.is_file() else "# no config.yaml yet"
+def config_text(run_dir: Path, notes: Notes = None) -> str:
+    """config.yaml as written (undecodable bytes replaced), or a YAML comment saying why there is none; one
+    that is not a mapping is shown too, with the note that the rest of the view did not read it."""
+    _safe_config(run_dir, notes)
+    try:
+        path = runs.run_file_path(run_dir, runs.CONFIG_FILE)
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "# no config.yaml yet"
+    except (OSError, ValueError) as err:
+        _note(notes, err)
+        return "# config.yaml not read (see the note above)"
 
 
-def eval_table(run_dir: Path) -> pd.DataFrame:
+def eval_table(run_dir: Path, notes: Notes = None) -> pd.DataFrame:
     """Split x policy rows of the evaluation summary's metrics (empty until the run is evaluated)."""
-    summary = _safe_eval(run_dir)
+    summary = _safe_eval(run_dir, notes)
     rows = []
-    for split, table in (summary.get("splits") or {}).items():
+    for split, table in _mapping(summary.get("splits")).items():
         for policy in ("agent", "buy_and_hold", "flat", "random"):
-            m = table.get(policy)
+            m = _mapping(_mapping(table).get(policy))
             if m:
                 rows.append({"split": split, "policy": policy, **{k: m.get(k) for k in SUMMARY_METRICS}})
     if not rows and "mean_episode_return" in summary:
@@ -258,16 +333,18 @@ def eval_table(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).round(4) if rows else pd.DataFrame(columns=["split", "policy"])
 
 
-def load_telemetry(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / runs.TELEMETRY_FILE
-    if not path.is_file():
-        return None
-    return pd.read_parquet(path)
+def load_telemetry(run_dir: Path, notes: Notes = None) -> pd.DataFrame | None:
+    """telemetry.parquet, or None when there is none or it cannot be read (then with a note)."""
+    def read(d: Path) -> pd.DataFrame:
+        return pd.read_parquet(runs.run_file_path(d, runs.TELEMETRY_FILE))
+
+    return _read(read, run_dir, notes)  # pyarrow's errors on a damaged file are OSError or ValueError
 
 
-def trades_table(run_dir: Path, split: str = "test", policy: str = "agent", limit: int = 500) -> pd.DataFrame:
+def trades_table(run_dir: Path, split: str = "test", policy: str = "agent", limit: int = 500,
+                 notes: Notes = None) -> pd.DataFrame:  # fmt: skip
     """The policy's fills and stop-outs on a split (the telemetry rows where something happened)."""
-    tel = load_telemetry(run_dir)
+    tel = load_telemetry(run_dir, notes)
     if tel is None or "policy" not in tel:
         return pd.DataFrame(columns=["time", "t"])
     rows = tel[(tel["policy"] == policy) & (tel["split"] == split)] if "split" in tel else tel
@@ -299,9 +376,9 @@ def trades_table(run_dir: Path, split: str = "test", policy: str = "agent", limi
     return rows[cols].round(6).reset_index(drop=True)
 
 
-def equity_curves(run_dir: Path, split: str = "test") -> pd.DataFrame | None:
+def equity_curves(run_dir: Path, split: str = "test", notes: Notes = None) -> pd.DataFrame | None:
     """``time, agent, buy_and_hold`` equity on a split, from telemetry.parquet (None for non-trading runs)."""
-    tel = load_telemetry(run_dir)
+    tel = load_telemetry(run_dir, notes)
     if tel is None or not {"policy", "equity", "ts"} <= set(tel.columns):
         return None
     if "split" in tel:
@@ -376,14 +453,13 @@ def plot_equity(curves: pd.DataFrame | None, title: str = "") -> Figure:
 
 
 def _run_label(outputs: str | os.PathLike, run_id: str, config: dict[str, Any]) -> str:
-    env = config.get("env") or {}
+    env = _mapping(config.get("env"))
     bits = [run_id.split("/")[-2] + "/" + run_id.split("/")[-1] if run_id.startswith("multirun/") else run_id]
     if config.get("seed") is not None:
         bits.append(f"seed={config['seed']}")
-    if env.get("risk_pct") is not None:
-        bits.append(f"risk={env['risk_pct']:g}")
-    if env.get("stop_loss_bps") is not None:
-        bits.append(f"stop={env['stop_loss_bps']:g}bps")
+    for key, label, unit in (("risk_pct", "risk", ""), ("stop_loss_bps", "stop", "bps")):
+        if isinstance(env.get(key), int | float):
+            bits.append(f"{label}={env[key]:g}{unit}")
     del outputs
     return "  ".join(bits)
 
@@ -400,16 +476,17 @@ COMPARE_CONFIG = (
 )
 
 
-def compare_table(outputs: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+def compare_table(outputs: str | os.PathLike, run_ids: list[str], notes: Notes = None) -> pd.DataFrame:
     """One row per run: its test-split metrics, buy-and-hold's return, then its config."""
     rows = []
     for rid in run_ids:
         d = resolve_run(outputs, rid)
-        cfg = _safe_config(d)
-        summary = _safe_eval(d)
+        note_links_out(d, notes)
+        cfg = _safe_config(d, notes)
+        summary = _safe_eval(d, notes)
         row = split_metrics(summary)
         bh = split_metrics(summary, "buy_and_hold")
-        env, agent = cfg.get("env") or {}, cfg.get("agent") or {}
+        env, agent = _mapping(cfg.get("env")), _mapping(cfg.get("agent"))
         config = {
             "status": runs.run_state(d),
             "dataset": _get(cfg, "data", "id"),
@@ -454,7 +531,8 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: str = "test") -> Figure:
+def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: str = "test",
+                        notes: Notes = None) -> Figure:
     """Each run's agent equity on one split, overlaid, with buy-and-hold of the first run as reference.
 
     Runs over the same bars share a time axis; runs over different periods are aligned on their first bar.
@@ -464,7 +542,7 @@ def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: s
     loaded = []
     for rid in run_ids:
         d = resolve_run(outputs, rid)
-        curves = equity_curves(d, split)
+        curves = equity_curves(d, split, notes)
         if curves is not None:
             loaded.append((rid, _safe_config(d), curves))
     if not loaded:
@@ -533,12 +611,13 @@ def resume_target(outputs: str | os.PathLike, run_id: Any) -> ResumeTarget:
     )
 
 
-def status_line(run_dir: Path) -> str:
+def status_line(run_dir: Path, notes: Notes = None) -> str:
     """A one-line summary of a run's status.json for the run view."""
-    st = runs.read_status(run_dir) or {}
-    bits = [f"**{runs.effective_state(st)}**"]
-    if st.get("env_steps") is not None and st.get("total_env_steps"):
-        bits.append(f"{int(st['env_steps']):,} / {int(st['total_env_steps']):,} env steps")
+    st = _safe_status(run_dir, notes) or {}
+    bits = [f"**{runs.effective_state(st or None)}**"]
+    steps, total = _num(st.get("env_steps")), _num(st.get("total_env_steps"))
+    if steps is not None and total:
+        bits.append(f"{int(steps):,} / {int(total):,} env steps")
     for key, label in (("started_at", "started"), ("ended_at", "ended"), ("device", "device")):
         if st.get(key):
             bits.append(f"{label} {st[key]}")

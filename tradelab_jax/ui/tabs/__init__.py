@@ -35,3 +35,8 @@ def md(message: object) -> str:
     for ch in "\\`*_[]#|":
         text = text.replace(ch, "\\" + ch)
     return text
+
+
+def notes_md(notes: list[str]) -> str:
+    """Each note (a file not read, an entry skipped) as one line of Markdown, taken literally."""
+    return "  \n".join(f"⚠ {md(n)}" for n in notes)

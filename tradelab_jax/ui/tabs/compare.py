@@ -8,7 +8,7 @@ import pandas as pd
 
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
-from tradelab_jax.ui.tabs import Shared, md
+from tradelab_jax.ui.tabs import Shared, md, notes_md
 
 EMPTY_COMPARE = pd.DataFrame(columns=["field"])
 
@@ -38,11 +38,17 @@ def build(shared: Shared) -> None:
         run_ids = list(run_ids or [])
         if len(run_ids) < 2:
             return "Pick two or more runs.", EMPTY_COMPARE, None
+        notes: list[str] = []
         try:
-            shown = results.compare_display(results.compare_table(shared.outputs, run_ids))
-            return "", shown, results.plot_compare_equity(shared.outputs, run_ids, split_name)
+            shown = results.compare_display(results.compare_table(shared.outputs, run_ids, notes))
         except UserError as err:
             return f"⚠ {md(err)}", EMPTY_COMPARE, None
+        try:
+            plot = results.plot_compare_equity(shared.outputs, run_ids, split_name, notes)
+        except Exception as err:  # a foreign telemetry file must cost the plot, not the page
+            notes.append(f"the equity curves could not be drawn ({type(err).__name__}: {err})")
+            plot = None
+        return notes_md(notes), shown, plot
 
     def on_tab(current):
         """The dropdown offers the runs there are now, keeping the picks that still exist."""

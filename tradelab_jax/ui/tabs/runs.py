@@ -18,7 +18,7 @@ import pandas as pd
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
-from tradelab_jax.ui.tabs import Shared, md
+from tradelab_jax.ui.tabs import Shared, md, notes_md
 from tradelab_jax.ui.tabs.launch import JobPanel
 
 EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *results.SUMMARY_METRICS])
@@ -42,43 +42,59 @@ class RunView:
 
 
 def open_run(outputs: Path, run_id: str | None, split: str) -> list:
-    """The run view's values for ``run_id`` on ``split`` (empty with no run, the refusal for a bad id)."""
+    """The run view's values for ``run_id`` on ``split`` (empty with no run, the refusal for a bad id).
+
+    What cannot be read or drawn is left empty, with one line saying why above the view (:func:`notes_md`).
+    """
     if not run_id:
         return list(EMPTY_VIEW)
     try:
         d = results.resolve_run(outputs, run_id)
     except UserError as err:
         return [f"⚠ {md(err)}", *EMPTY_VIEW[1:]]
-    curves = results.equity_curves(d, split)
+    notes: list[str] = []
+    results.note_links_out(d, notes)
+
+    def shown(part: str, make: Callable[[], object], empty: object) -> object:
+        try:
+            return make()
+        except Exception as err:  # a foreign file's content must cost its pane, not the page
+            notes.append(f"{run_id}: the {part} could not be shown ({type(err).__name__}: {err})")
+            return empty
+
     title = f"{run_id}: equity on the {split} split, agent vs buy-and-hold (drawdown below)"
-    return [
-        "",
-        results.status_line(d),
-        results.plot_equity(curves, title),
-        results.eval_table(d),
-        results.plot_metrics(results.load_metrics(d)),
-        results.trades_table(d, split),
-        results.config_text(d),
+    shown_view = [
+        shown("status line", lambda: results.status_line(d, notes), ""),
+        shown("equity plot", lambda: results.plot_equity(results.equity_curves(d, split, notes), title),
+              None),
+        shown("evaluation summary", lambda: results.eval_table(d, notes), EMPTY_EVAL),
+        shown("training curves", lambda: results.plot_metrics(results.load_metrics(d, notes)), None),
+        shown("trades table", lambda: results.trades_table(d, split, notes=notes), EMPTY_TRADES),
+        shown("config", lambda: results.config_text(d, notes), ""),
     ]
+    return [notes_md(notes), *shown_view]
+
 
 
 def build(shared: Shared, tabs: gr.Tabs, jobs: JobPanel) -> None:
     """The Runs tab. Resume updates ``jobs`` (on the Launch tab); a deep link selects this tab in ``tabs``."""
     with gr.Tab("Runs", id="runs") as tab:
-        table, pick = _runs_table(shared, tab)
+        table, pick, skipped = _runs_table(shared, tab)
         view = _run_view(shared, table, pick, jobs)
-    _wire_deep_link(shared, tabs, table, view)
+    _wire_deep_link(shared, tabs, table, skipped, view)
 
 
-def _refresh(outputs: Path, *filters) -> tuple[pd.DataFrame, list[str]]:
-    """The runs table as shown (``filters``: text, status, sort column, descending) and every run id."""
-    frame = results.runs_frame(results.list_runs(outputs))
-    return results.display_frame(results.filter_runs(frame, *filters)), list(frame["run"])
+def _refresh(outputs: Path, *filters) -> tuple[pd.DataFrame, list[str], str]:
+    """The runs table as shown (``filters``: text, status, sort column, descending), every run id, and the
+    notes line under the table (entries skipped, files not read)."""
+    notes: list[str] = []
+    frame = results.runs_frame(results.list_runs(outputs, notes))
+    return results.display_frame(results.filter_runs(frame, *filters)), list(frame["run"]), notes_md(notes)
 
 
-def _runs_table(shared: Shared, tab: gr.Tab) -> tuple[gr.Dataframe, gr.Dropdown]:
-    """The filter row, the table and the run dropdown under it, re-read on every filter change, Refresh and
-    visit of the tab."""
+def _runs_table(shared: Shared, tab: gr.Tab) -> tuple[gr.Dataframe, gr.Dropdown, gr.Markdown]:
+    """The filter row, the table, the notes line (entries skipped, files not read) and the run dropdown
+    under it, re-read on every filter change, Refresh and visit of the tab."""
     with gr.Row():
         search = gr.Textbox(label="Filter (run, tag or dataset contains)", elem_id="runs-search", scale=3)
         status_filter = gr.Dropdown(
@@ -97,17 +113,18 @@ def _runs_table(shared: Shared, tab: gr.Tab) -> tuple[gr.Dataframe, gr.Dropdown]
         wrap=False,
         label="Runs in outputs/ (agent metrics on the test split)",
     )
+    skipped = gr.Markdown("", elem_id="runs-notes")
     pick = gr.Dropdown(shared.run_ids(), label="Open run", elem_id="run-pick")
 
     def on_refresh(text, status, sort, desc, current):
-        shown, ids = _refresh(shared.outputs, text, status, sort, desc)
-        return shown, gr.update(choices=ids, value=current if current in ids else None)
+        shown, ids, notes = _refresh(shared.outputs, text, status, sort, desc)
+        return shown, gr.update(choices=ids, value=current if current in ids else None), notes
 
     inputs = [search, status_filter, sort_by, descending, pick]
     for ev in (refresh_btn.click, search.submit, status_filter.change, sort_by.change, descending.change,
                tab.select):  # fmt: skip
-        ev(on_refresh, inputs, [table, pick])
-    return table, pick
+        ev(on_refresh, inputs, [table, pick, skipped])
+    return table, pick, skipped
 
 
 def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobPanel) -> RunView:
@@ -201,24 +218,25 @@ def _wire_resume(
     resume_btn.click(on_resume, [view.pick], [resume_msg, jobs.panel, jobs.pick]).then(on_open, *view.io)
 
 
-def _wire_deep_link(shared: Shared, tabs: gr.Tabs, table: gr.Dataframe, view: RunView) -> None:
-    """On page load: the runs table, and ``?run=<id>`` selects this tab and opens that run."""
+def _wire_deep_link(shared: Shared, tabs: gr.Tabs, table: gr.Dataframe, skipped: gr.Markdown,
+                    view: RunView) -> None:  # fmt: skip
+    """On page load: the runs table and its notes, and ``?run=<id>`` selects this tab and opens that run."""
     outputs = shared.outputs
 
     def on_load(request: gr.Request):
-        shown, ids = _refresh(outputs)
+        shown, ids, notes = _refresh(outputs)
         wanted = request.query_params.get("run") if request is not None else None
         if wanted is None:
-            return shown, gr.update(choices=ids), gr.update(), ""
+            return shown, gr.update(choices=ids), notes, gr.update(), ""
         try:
             rid = results.run_id_of(outputs, results.resolve_run(outputs, wanted))
         except UserError as err:
-            return shown, gr.update(choices=ids), gr.Tabs(selected="runs"), f"⚠ {md(err)}"
-        return shown, gr.update(choices=ids, value=rid), gr.Tabs(selected="runs"), ""
+            return shown, gr.update(choices=ids), notes, gr.Tabs(selected="runs"), f"⚠ {md(err)}"
+        return shown, gr.update(choices=ids, value=rid), notes, gr.Tabs(selected="runs"), ""
 
     def open_linked(run_id, split, err):
         return open_run(outputs, run_id, split) if run_id and not err else [gr.update()] * len(view.shown)
 
-    shared.page.load(on_load, None, [table, view.pick, tabs, view.error]).then(
+    shared.page.load(on_load, None, [table, view.pick, skipped, tabs, view.error]).then(
         open_linked, [view.pick, view.split, view.error], view.shown
     )
