@@ -18,6 +18,15 @@ from tradelab_jax.training.signals import Interrupting, Stopped
 def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> dict[str, Any]:
     """A run (``out_dir`` is its directory) or a packed sweep (``out_dir/<n>/`` per point)."""
     plan = plan_run(plain, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The one-trainer lock from before the first file is written: two trainers aimed at one run.dir at the
+    # same instant cannot both write its config and status.
+    with runs.run_lock(plan.where):
+        return _start(plan, should_stop=should_stop)
+
+
+def _start(plan: RunPlan, *, should_stop) -> dict[str, Any]:
+    out_dir = plan.where
     for d in plan.dirs:
         # A second guard where the run is written (the up-front run.dir check does not cover in-process
         # callers or tag-named folders): nothing stored is overwritten.
@@ -31,7 +40,7 @@ def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> d
                           ended_at=None, error=None)
     if plan.packed:
         atomic_write_json(out_dir / runs.PACKED_FILE, plan.packed_record())
-    return _run(plan, should_stop=should_stop)
+    return _train(plan, should_stop=should_stop)
 
 
 def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
