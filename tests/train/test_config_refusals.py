@@ -116,3 +116,16 @@ def test_help_needs_no_jax():
     assert proc.returncode == 0, proc.stderr
     assert "== Config groups ==" in proc.stdout or "Powered by Hydra" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "jax imported: False"
+
+
+def test_a_run_dir_with_queued_sweep_points_is_accepted(tmp_path):
+    """The UI queues a packed sweep's point folders before it starts the trainer on the group folder."""
+    from tradelab_jax.training import compose
+
+    group = tmp_path / "multirun" / "x_ui"
+    for n in range(2):
+        runs.queue_run(group / str(n))
+    compose.check_overrides([*TINY_GYMNAX, "sweep.seed=[0,1]", f"run.dir={group}"], multirun=False)
+    (group / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match="already holds other files"):
+        compose.check_overrides([*TINY_GYMNAX, "sweep.seed=[0,1]", f"run.dir={group}"], multirun=False)

@@ -42,8 +42,11 @@ def check_run_dir(path: Any, what: str = "run.dir") -> None:
     """An explicit ``run.dir`` must be new, empty, or a run a launcher queued for this training (nothing
     stored is overwritten, and no run's files land among other files)."""
     resolved = paths.check_output_dir(str(path), what)
-    # A CANCEL file placed ahead (stop after the first chunk) is run control, not someone else's file.
-    others = [p for p in resolved.iterdir() if p.name != runs.CANCEL_FILE] if resolved.is_dir() else []
+    # A CANCEL file placed ahead (stop after the first chunk) is run control, and numbered point folders a
+    # launcher queued (the UI's packed sweeps) are this run's own: neither is someone else's file.
+    others = [p for p in resolved.iterdir() if p.name != runs.CANCEL_FILE
+              and not (p.is_dir() and p.name.isdigit() and (p / runs.STATUS_FILE).is_file())
+              ] if resolved.is_dir() else []
     if others and runs.read_status(resolved) is None and not (resolved / runs.PACKED_FILE).is_file():
         raise UserError(f"{what}={str(path)!r} is a folder that already holds other files; a run directory "
                         "must be new or empty")
