@@ -52,30 +52,31 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
 
 
 def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
-    """A trained agent's greedy policy (``tradelab_jax.env.policies.Greedy``) from its latest checkpoint."""
+    """A trained agent's greedy policy (``tradelab_jax.env.policies.Greedy``) from its latest checkpoint,
+    read and verified as a resume reads it (``runs.read_checkpoint``, ``training.checkpoint.restore``)."""
     import jax
-    from flax import serialization
 
     from tradelab_jax import runs
     from tradelab_jax.env.policies import Greedy
+    from tradelab_jax.training import checkpoint
     from tradelab_jax.training.runner import networks_for
 
-    found = runs.latest_checkpoint(run_dir)
-    if found is None:
-        raise UserError(f"--policy {run_dir} has no checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
-    try:
-        state = serialization.msgpack_restore(found[0].read_bytes())
-        net_params = jax.tree.map(jax.numpy.asarray, state["params"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--policy {run_dir}: checkpoint {found[0].name} cannot be read ({err})") from None
     networks = networks_for(config, env, params)
     obs = env.get_obs(env.reset(jax.random.key(0), params)[1], params)
     try:
-        networks.apply(net_params, obs)
-    except (ValueError, TypeError) as err:
-        raise UserError(
-            f"--policy {run_dir}: its network does not fit this environment's observation {obs.shape} ({err})"
-        ) from None
+        found = runs.read_checkpoint(run_dir)
+        if found is None:
+            raise UserError(f"--policy {run_dir} has no checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
+        path, data, _ = found
+        state = checkpoint.state_dict(data, path)
+        if "params" not in state:
+            raise runs.CheckpointError(f"checkpoint {path} holds no network params (no 'params' entry)")
+        template = jax.eval_shape(networks.init, jax.random.key(0))
+        what = f"the network its config.yaml builds for this episode's observation {tuple(obs.shape)}"
+        net_params = checkpoint.restore(template, state["params"], path, what=what)
+    except runs.CheckpointError as err:
+        raise UserError(f"--policy {run_dir}: {err}") from None
+    net_params = jax.tree.map(jax.numpy.asarray, net_params)
     return Greedy(lambda obs: networks.apply(net_params, obs)[0])
 
 

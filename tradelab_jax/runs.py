@@ -8,6 +8,7 @@ lines.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tradelab_jax.errors import UserError
 from tradelab_jax.io import (
     append_jsonl,
     atomic_write_bytes,
@@ -292,18 +294,25 @@ def write_eval_summary(run_dir: str | os.PathLike, summary: dict[str, Any]) -> N
 # checkpoints/
 
 
+class CheckpointError(UserError):
+    """A checkpoint, or the ``latest.json`` naming it, that is not what it claims to be. The message is a
+    clause naming the file and what is wrong; callers prefix what they were doing (``cannot resume DIR:``)."""
+
+
 def write_checkpoint(run_dir: str | os.PathLike, update: int, data: bytes, meta: dict[str, Any],
                      keep: int = 2) -> Path:
     """``checkpoints/ckpt_<update>.msgpack`` then ``checkpoints/latest.json`` naming it, both atomic.
 
-    A crash between the two leaves ``latest.json`` on the previous, complete checkpoint. Older checkpoints
-    beyond ``keep`` are removed.
+    A crash between the two leaves ``latest.json`` on the previous, complete checkpoint. ``latest.json``
+    records the file's size and sha256, so a reader can tell a damaged file (:func:`read_checkpoint`).
+    Older checkpoints beyond ``keep`` are removed.
     """
     ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     name = f"ckpt_{update:09d}.msgpack"
     atomic_write_bytes(ckpt_dir / name, data)
-    atomic_write_json(ckpt_dir / LATEST_CHECKPOINT, {"file": name, "update": update, **meta})
+    atomic_write_json(ckpt_dir / LATEST_CHECKPOINT, {"file": name, "update": update, "bytes": len(data),
+                                                     "sha256": hashlib.sha256(data).hexdigest(), **meta})
     found = sorted(p for p in ckpt_dir.iterdir() if _CKPT.match(p.name))
     for old in found[: max(len(found) - max(keep, 1), 0)]:
         if old.name != name:
@@ -312,14 +321,55 @@ def write_checkpoint(run_dir: str | os.PathLike, update: int, data: bytes, meta:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
-    """``(path, meta)`` of the last complete checkpoint, or None."""
-    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    """``(path, meta)`` of the last complete checkpoint, None before the first one (no ``latest.json``);
+    :class:`CheckpointError` when ``latest.json`` cannot be read or names no checkpoint of this run."""
+    latest = Path(run_dir) / CHECKPOINT_DIR / LATEST_CHECKPOINT
     try:
-        meta = json.loads((ckpt_dir / LATEST_CHECKPOINT).read_text(encoding="utf-8"))
+        meta = json.loads(latest.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    path = ckpt_dir / meta["file"]
-    return (path, meta) if path.exists() else None
+    except OSError as err:
+        raise CheckpointError(f"{latest} cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise CheckpointError(f"{latest} is not valid JSON ({str(err).splitlines()[0]})") from None
+    name = meta.get("file") if isinstance(meta, dict) else None
+    if not isinstance(name, str):
+        raise CheckpointError(f'{latest} names no checkpoint: it has no "file" field')
+    match = _CKPT.match(name)
+    if match is None or meta.get("update") != int(match.group(1)):
+        raise CheckpointError(f"{latest} names {name!r} at update {meta.get('update')!r}; expected "
+                              "ckpt_<update:09d>.msgpack and that update")
+    path = latest.parent / name
+    if not path.is_file():
+        raise CheckpointError(f"{latest} names {name}, which is not in {latest.parent}")
+    return path, meta
+
+
+def read_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any]] | None:
+    """``(path, bytes, meta)`` of the last complete checkpoint, verified against the size and sha256 that
+    ``latest.json`` records; None before the first one; :class:`CheckpointError` naming the file otherwise.
+
+    A checkpoint written before ``latest.json`` recorded them is read unverified (its bytes still have to
+    fit the run when restored: ``tradelab_jax.training.checkpoint.restore``).
+    """
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        return None
+    path, meta = found
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({err.strerror or err})") from None
+    size, digest = meta.get("bytes"), meta.get("sha256")
+    if not data:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if size is not None and size != len(data):
+        raise CheckpointError(f"checkpoint {path} is damaged: it holds {len(data):,} bytes, "
+                              f"{LATEST_CHECKPOINT} recorded {size} (truncated or overwritten)")
+    if digest is not None and digest != hashlib.sha256(data).hexdigest():
+        raise CheckpointError(f"checkpoint {path} is damaged: its sha256 is not the one {LATEST_CHECKPOINT} "
+                              "recorded (changed since it was written)")
+    return path, data, meta
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -464,6 +514,8 @@ def _checkpoint_update(run_dir: Path) -> int | None:
     try:
         run_file_path(run_dir, f"{CHECKPOINT_DIR}/{LATEST_CHECKPOINT}")  # a link out is no checkpoint either
         found = latest_checkpoint(run_dir)
+    except CheckpointError as err:  # a damaged latest.json: say what is wrong, not "no checkpoint"
+        raise NotResumable(str(err)) from None
     except (OSError, ValueError, KeyError):  # a damaged latest.json is no checkpoint to resume from
         return None
     if found is None or not (run_dir / CONFIG_FILE).is_file():

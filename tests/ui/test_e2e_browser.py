@@ -12,6 +12,7 @@ go to ``test-artifacts/ui/``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -320,8 +321,10 @@ def rewind_to_cancelled(src: Path, dest: Path, update: int) -> None:
     meta = json.loads(latest.read_text())
     (latest.parent / meta["file"]).unlink()  # the later checkpoint never happened
     steps = meta["env_steps"] * update // meta["update"]
-    latest.write_text(json.dumps({**meta, "file": f"ckpt_{update:09d}.msgpack", "update": update,
-                                  "env_steps": steps}))  # fmt: skip
+    older = latest.parent / f"ckpt_{update:09d}.msgpack"  # latest.json records its size and sha256
+    latest.write_text(json.dumps({**meta, "file": older.name, "update": update, "env_steps": steps,
+                                  "bytes": older.stat().st_size,
+                                  "sha256": hashlib.sha256(older.read_bytes()).hexdigest()}))  # fmt: skip
     runs.write_status(dest, status="cancelled", pid=None, ended_at=runs.utc_now(), update=update,
                       env_steps=steps, progress=update / meta["update"])  # fmt: skip
 

@@ -282,16 +282,23 @@ def _program(spec, env, base_params, env_params, env_axes, S) -> tuple[Any, Any,
 
 
 def _restore(template_state: Any, dirs: list[Path]) -> tuple[Any, int, dict[str, Any]]:
-    """Load every point's latest checkpoint into the shape of ``template_state`` ([S]-stacked)."""
+    """Load every point's latest checkpoint into the shape of ``template_state`` ([S]-stacked); UserError
+    (one sentence naming the file) when one is damaged or is not this run's (``training.checkpoint``)."""
+    from tradelab_jax.training import checkpoint
+
     host = jax.device_get(template_state)
     loaded, metas = [], []
     for i, d in enumerate(dirs):
-        found = runs.latest_checkpoint(d)
-        if found is None:
-            raise UserError(f"cannot resume {d}: it has no checkpoint in {d / runs.CHECKPOINT_DIR}")
-        path, meta = found
-        target = jax.tree.map(lambda x, i=i: x[i], host)
-        loaded.append(serialization.from_bytes(target, path.read_bytes()))
+        try:
+            found = runs.read_checkpoint(d)
+            if found is None:
+                raise UserError(f"cannot resume {d}: it has no checkpoint in {d / runs.CHECKPOINT_DIR}")
+            path, data, meta = found
+            target = jax.tree.map(lambda x, i=i: x[i], host)
+            state = checkpoint.state_dict(data, path)
+            loaded.append(checkpoint.restore(target, state, path, what="this run's training state"))
+        except runs.CheckpointError as err:
+            raise UserError(f"cannot resume {d}: {err}") from None
         metas.append(meta)
     updates = {int(m["update"]) for m in metas}
     if len(updates) != 1:
