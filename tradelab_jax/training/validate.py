@@ -30,8 +30,14 @@ def check_resume(path: Any) -> Path:
     if runs.is_sweep_dir(resolved) or (resolved / runs.CONFIG_FILE).is_file():
         try:
             runs.resumable(resolved, for_trainer=True)
+            # Read and verified here, before the trainer marks anything: a damaged checkpoint is refused
+            # with the run left exactly as it was (the trainer reads it again when it restores).
+            for d in runs.point_dirs(resolved) if runs.is_sweep_dir(resolved) else [resolved]:
+                runs.read_checkpoint(d)
         except runs.NotResumable as why:
             raise UserError(f"run.resume={str(path)!r}: {why}") from None
+        except runs.CheckpointError as why:
+            raise UserError(f"cannot resume {resolved}: {why}") from None
         return resolved
     what = "does not exist" if not resolved.exists() else f"has no {runs.CONFIG_FILE}"
     raise UserError(f"run.resume={str(path)!r} is not a run directory ({resolved} {what}); give a run "
