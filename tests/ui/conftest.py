@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,12 +54,28 @@ def make_queue(outputs: Path) -> Callable[..., JobQueue]:
                 q._signal(job, 9)
 
 
-def wait_until(queue: JobQueue, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Drive the queue (tick) until ``predicate()`` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        queue.tick()
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s; jobs: {[(j.id, j.state) for j in queue.list()]}")
+@pytest.fixture
+def wait_until(wait_for) -> Callable[..., None]:
+    """``wait_until(queue, predicate, what)``: drive the queue (tick) until ``predicate()`` holds.
+
+    The fake trainer takes well under a second per job; 20 s on an idle machine (scaled for the load, see
+    tests/conftest.py) only says when a job that never gets there is a hang.
+    """
+
+    def until(queue: JobQueue, predicate: Callable[[], bool], what: str = "the jobs", timeout: float = 20.0):
+        def ticked() -> bool:
+            queue.tick()
+            return predicate()
+
+        try:
+            wait_for(ticked, what, timeout)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; jobs: {[(j.id, j.state) for j in queue.list()]}") from None
+
+    return until
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """The fake trainer's ``FAKE_TRAIN_GATE``: it holds after its first chunk until this file exists."""
+    return tmp_path / "gate-open"

@@ -6,7 +6,9 @@ writes), then writes status/metrics/a checkpoint per chunk and honours CANCEL fi
 boundaries, like the real runner. ``run.resume=<dir>`` continues a run (or every point of a packed sweep)
 from its last checkpoint, removing CANCEL files first, as the real trainer does. ``FAKE_TRAIN_MODE``:
 ``ok`` (default), ``slow`` (runs until cancelled), ``fail`` (a user error, exit 2), ``hang`` (ignores
-SIGTERM; only SIGKILL stops it), ``crash`` (dies without a word).
+SIGTERM; only SIGKILL stops it), ``crash`` (dies without a word). ``FAKE_TRAIN_GATE=<file>``: after its
+first chunk it waits (at that chunk boundary, still honouring a cancel) until the file exists, so a test
+can look at a run mid-way for as long as it needs instead of racing ``FAKE_TRAIN_DELAY``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> int:
     mode = os.environ.get("FAKE_TRAIN_MODE", "ok")
     chunks = 10_000 if mode in ("slow", "hang") else int(os.environ.get("FAKE_TRAIN_CHUNKS", "3"))
     delay = float(os.environ.get("FAKE_TRAIN_DELAY", "0.05"))
+    gate = os.environ.get("FAKE_TRAIN_GATE")
     dirs = runs.point_dirs(run_dir) or [run_dir]
     stop: dict[str, int | None] = {"sig": None}
     if mode == "hang":
@@ -64,11 +67,10 @@ def main() -> int:
                 d, update=c, env_steps=c * 100, progress=c / chunks, mean_episode_return=0.1 * c
             )
         print(f"fake: chunk {c}/{chunks}", flush=True)
-        if (
-            mode != "hang"
-            and c < chunks
-            and (stop["sig"] is not None or any(runs.cancel_requested(d) for d in [run_dir, *dirs]))
-        ):
+        if gate and c == start + 1 and c < chunks:
+            while not (Path(gate).exists() or _stopping(mode, stop, run_dir, dirs)):
+                time.sleep(0.01)
+        if c < chunks and _stopping(mode, stop, run_dir, dirs):
             for d in dirs:
                 runs.write_status(d, status="cancelled", ended_at=runs.utc_now(), pid=None)
             return 130
@@ -76,6 +78,13 @@ def main() -> int:
         runs.write_eval_summary(d, {"run": {"dataset_id": "fake_ds"}, "splits": {}})
         runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
     return 0
+
+
+def _stopping(mode: str, stop: dict[str, int | None], run_dir: Path, dirs: list[Path]) -> bool:
+    """A SIGTERM or a CANCEL file stops the run at a chunk boundary (never in ``hang`` mode)."""
+    if mode == "hang":
+        return False
+    return stop["sig"] is not None or any(runs.cancel_requested(d) for d in [run_dir, *dirs])
 
 
 def _start(args: list[str], run_dir: Path, dirs: list[Path], chunks: int) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from tradelab_jax.ui import jobs as jobs_mod
 from tradelab_jax.ui import results
 from tradelab_jax.ui.jobs import JobQueue, read_log_tail
 
-from .conftest import plan, wait_until
+from .conftest import plan
 from .runs_factory import make_run
 
 
@@ -42,7 +41,7 @@ def test_packed_sweep_queues_one_dir_per_point_under_multirun(outputs, make_queu
     assert {p.name for p in runs.iter_runs(outputs)} == {"0", "1", "2"}
 
 
-def test_a_packed_sweep_runs_to_done_and_lists_only_its_points(outputs, make_queue):
+def test_a_packed_sweep_runs_to_done_and_lists_only_its_points(outputs, make_queue, wait_until):
     q = make_queue()
     job = q.submit(plan("sw", points=2))
     group = outputs / job.run_dir
@@ -78,8 +77,8 @@ def test_the_process_is_an_argument_list_without_a_shell(outputs, make_queue, mo
     q._procs.clear()  # nothing to clean up: no process was started
 
 
-def test_one_job_at_a_time_then_the_queue_drains_in_order(outputs, make_queue):
-    q = make_queue(FAKE_TRAIN_DELAY="0.2")
+def test_one_job_at_a_time_then_the_queue_drains_in_order(outputs, make_queue, wait_until, gate):
+    q = make_queue(FAKE_TRAIN_GATE=str(gate))  # the first job runs until the test opens the gate
     first, second = q.submit(plan("first")), q.submit(plan("second"))
     q.tick()
     states = {j.id: j.state for j in q.list()}
@@ -87,27 +86,36 @@ def test_one_job_at_a_time_then_the_queue_drains_in_order(outputs, make_queue):
     assert q.queue_position(q.get(second.id)) == 1
     q.tick()
     assert q.get(second.id).state == "queued"  # still one at a time
+    gate.touch()
     wait_until(q, lambda: q.get(first.id).state == "done")
     wait_until(q, lambda: q.get(second.id).state == "done")
     assert q.get(first.id).started_at <= q.get(second.id).started_at
     assert runs.read_status(outputs / second.run_dir)["status"] == "done"
 
 
-def test_monitor_reads_progress_steps_per_second_and_the_log_tail(outputs, make_queue):
-    q = make_queue(FAKE_TRAIN_CHUNKS="4", FAKE_TRAIN_DELAY="0.3")
+def test_monitor_reads_progress_steps_per_second_and_the_log_tail(outputs, make_queue, wait_until, gate):
+    q = make_queue(FAKE_TRAIN_CHUNKS="4", FAKE_TRAIN_GATE=str(gate))  # held after chunk 1 of 4
     job = q.submit(plan("mon"))
     q.tick()
-    wait_until(q, lambda: 0 < q.progress(q.get(job.id))["progress"] < 1, timeout=20)
-    p = q.progress(q.get(job.id))
-    assert p["state"] == "running" and p["total_env_steps"] == 400 and p["env_steps"] >= 100
-    assert p["steps_per_s"] > 1000 and "fake: chunk" in p["log_tail"]
+    # A trainer writes status.json before its log line (the real one too: status, then the progress bar),
+    # so the panel may show chunk 1 before the log does: wait for one reading that has both.
+    p: dict = {}
+
+    def chunk_one_shown() -> bool:
+        p.update(q.progress(q.get(job.id)))
+        return "fake: chunk 1/4" in p["log_tail"]
+
+    wait_until(q, chunk_one_shown, "chunk 1 in status.json and in the log tail")
+    assert p["state"] == "running" and p["progress"] == 0.25 and p["run_states"] == ["running"]
+    assert p["env_steps"] == 100 and p["total_env_steps"] == 400 and p["steps_per_s"] == 1001.0
+    gate.touch()
     wait_until(q, lambda: q.get(job.id).state == "done")
     p = q.progress(q.get(job.id))
     assert p["progress"] == 1.0 and p["run_states"] == ["done"]
     assert "fake trainer args:" in read_log_tail(q.log_path(job), lines=50)
 
 
-def test_cancel_a_queued_job_before_it_starts(outputs, make_queue):
+def test_cancel_a_queued_job_before_it_starts(outputs, make_queue, wait_until):
     q = make_queue(FAKE_TRAIN_DELAY="0.2")
     running, queued = q.submit(plan("run")), q.submit(plan("wait"))
     q.tick()
@@ -118,7 +126,7 @@ def test_cancel_a_queued_job_before_it_starts(outputs, make_queue):
     assert q.get(queued.id).state == "cancelled" and q.get(queued.id).pid is None
 
 
-def test_cancel_a_running_job_stops_it_at_a_chunk_boundary(outputs, make_queue):
+def test_cancel_a_running_job_stops_it_at_a_chunk_boundary(outputs, make_queue, wait_until):
     q = make_queue("slow", FAKE_TRAIN_DELAY="0.1")
     job = q.submit(plan("stopme", points=2))
     q.tick()
@@ -134,7 +142,7 @@ def test_cancel_a_running_job_stops_it_at_a_chunk_boundary(outputs, make_queue):
     assert [runs.read_status(d)["status"] for d in q.point_paths(job)] == ["cancelled", "cancelled"]
 
 
-def test_cancel_signals_before_it_writes_the_cancel_file(outputs, make_queue, monkeypatch):
+def test_cancel_signals_before_it_writes_the_cancel_file(outputs, make_queue, monkeypatch, wait_until):
     # The real trainer restores the default SIGTERM handler once it has stopped (on the CANCEL file, say);
     # a SIGTERM sent after the file could land then and kill it (-15) instead of its clean exit 130.
     q = make_queue("slow", FAKE_TRAIN_DELAY="0.1")
@@ -153,7 +161,7 @@ def test_cancel_signals_before_it_writes_the_cancel_file(outputs, make_queue, mo
     assert q.get(job.id).returncode == 130
 
 
-def test_a_trainer_that_ignores_sigterm_is_killed_and_marked_cancelled(outputs, make_queue):
+def test_a_trainer_that_ignores_sigterm_is_killed_and_marked_cancelled(outputs, make_queue, wait_until):
     q = make_queue("hang", kill_after_s=0.3, FAKE_TRAIN_DELAY="0.2")
     job = q.submit(plan("stubborn"))
     q.tick()
@@ -166,7 +174,7 @@ def test_a_trainer_that_ignores_sigterm_is_killed_and_marked_cancelled(outputs, 
     assert st["status"] == "cancelled" and st["pid"] is None and st["ended_at"]
 
 
-def test_a_failing_trainer_marks_the_job_and_run_failed_with_its_error(outputs, make_queue):
+def test_a_failing_trainer_marks_the_job_and_run_failed_with_its_error(outputs, make_queue, wait_until):
     q = make_queue("fail")
     job = q.submit(plan("bad"))
     q.tick()
@@ -177,8 +185,8 @@ def test_a_failing_trainer_marks_the_job_and_run_failed_with_its_error(outputs, 
     assert st["status"] == "failed" and "code 2" in st["error"]
 
 
-def test_a_restarted_ui_adopts_the_running_job_and_reaps_it(outputs, make_queue):
-    first = make_queue(FAKE_TRAIN_CHUNKS="6", FAKE_TRAIN_DELAY="0.25")
+def test_a_restarted_ui_adopts_the_running_job_and_reaps_it(outputs, make_queue, wait_until, gate, scaled):
+    first = make_queue(FAKE_TRAIN_CHUNKS="6", FAKE_TRAIN_GATE=str(gate))  # alive until the gate opens
     job = first.submit(plan("survivor"))
     first.tick()
     pid = first.get(job.id).pid
@@ -189,7 +197,8 @@ def test_a_restarted_ui_adopts_the_running_job_and_reaps_it(outputs, make_queue)
     assert [j.id for j in second.active()] == [job.id] and second.get(job.id).pid == pid
     second.tick()
     assert second.get(job.id).state == "running"
-    proc.wait(timeout=30)
+    gate.touch()
+    proc.wait(timeout=scaled(30))  # the rest of a fake run: well under a second on an idle machine
     wait_until(second, lambda: second.get(job.id).state == "done")
 
 
@@ -201,14 +210,12 @@ def test_only_one_worker_per_outputs_root(outputs, make_queue):
     assert b.start_worker() is True
 
 
-def test_the_worker_thread_runs_jobs_by_itself(outputs, make_queue):
+def test_the_worker_thread_runs_jobs_by_itself(outputs, make_queue, wait_for):
     q = make_queue()
     q.start_worker()
     job = q.submit(plan("auto"))
-    deadline = time.monotonic() + 20
-    while q.get(job.id).state != "done" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert q.get(job.id).state == "done"
+    # 20 s on an idle machine for a sub-second fake run: past it the worker thread is not running jobs
+    wait_for(lambda: q.get(job.id).state == "done", "the worker thread to run the job", 20)
 
 
 def test_job_ids_are_validated(outputs, make_queue):
@@ -227,7 +234,7 @@ def test_log_tail_collapses_progress_bar_redraws(tmp_path):
     assert read_log_tail(tmp_path / "missing.log") == ""
 
 
-def test_crashed_trainer_is_failed_not_left_running(outputs, make_queue):
+def test_crashed_trainer_is_failed_not_left_running(outputs, make_queue, wait_until):
     q = make_queue("crash")
     job = q.submit(plan("crash"))
     q.tick()
@@ -254,8 +261,8 @@ def test_a_queue_in_another_process_sees_the_same_jobs(outputs, make_queue):
 # resume
 
 
-def test_a_cancelled_run_with_a_checkpoint_is_queued_as_a_resume_job(outputs, make_queue):
-    q = make_queue(FAKE_TRAIN_DELAY="0.2")
+def test_a_cancelled_run_with_a_checkpoint_is_queued_as_a_resume_job(outputs, make_queue, wait_until, gate):
+    q = make_queue(FAKE_TRAIN_GATE=str(gate))  # the busy job runs until the test opens the gate
     running = q.submit(plan("busy"))
     q.tick()
     rid = "20251126T110000Z_stopped"
@@ -268,6 +275,7 @@ def test_a_cancelled_run_with_a_checkpoint_is_queued_as_a_resume_job(outputs, ma
     # The same queue as launches: it waits for the running job, then continues from its checkpoint.
     q.tick()
     assert q.get(job.id).state == "queued" and q.queue_position(q.get(job.id)) == 1
+    gate.touch()
     wait_until(q, lambda: q.get(running.id).state == "done")
     wait_until(q, lambda: q.get(job.id).state == "done")
     st = runs.read_status(outputs / rid)
@@ -315,7 +323,7 @@ def test_resume_refuses_ids_outside_the_outputs_folder(outputs, make_queue, bad)
     assert q.list() == [] and runs.read_status(outputs.parent / "x")["status"] == "cancelled"
 
 
-def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_queue):
+def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_queue, wait_until, scaled):
     q = make_queue("slow", FAKE_TRAIN_DELAY="0.05")
     job = q.submit(plan("killed"))
     q.tick()
@@ -324,7 +332,7 @@ def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_que
     proc = q._procs.pop(job.id)  # as if the UI had gone away too: nobody has reaped the job yet
     q._logs.pop(job.id).close()
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.wait(timeout=scaled(10))  # SIGKILLed: the budget only catches a process that never goes
     assert runs.run_state(run_dir) == "interrupted"
     with pytest.raises(UserError, match=rf"cannot be resumed: job '{job.id}' is still running for it"):
         q.resume(job.run_dir)
@@ -339,7 +347,7 @@ def test_a_killed_training_is_resumable_once_its_job_is_reaped(outputs, make_que
     assert runs.read_status(run_dir)["status"] == "done"
 
 
-def test_a_point_of_a_packed_sweep_resumes_its_whole_sweep(outputs, make_queue):
+def test_a_point_of_a_packed_sweep_resumes_its_whole_sweep(outputs, make_queue, wait_until):
     q = make_queue("slow", FAKE_TRAIN_DELAY="0.05")
     job = q.submit(plan("sw", points=2))
     q.tick()

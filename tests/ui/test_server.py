@@ -34,14 +34,15 @@ def served(outputs, tmp_path):
     demo.close()
 
 
-def test_login_is_required_everywhere_when_auth_is_set(served):
+def test_login_is_required_everywhere_when_auth_is_set(served, scaled):
     url, outputs, _ = served
-    assert httpx.get(url + "config", timeout=10).status_code == 401
-    assert httpx.get(url + "gradio_api/info", timeout=10).status_code in (401, 403)
+    timeout = scaled(10)  # an HTTP answer of the in-process server; the budget only catches a hang
+    assert httpx.get(url + "config", timeout=timeout).status_code == 401
+    assert httpx.get(url + "gradio_api/info", timeout=timeout).status_code in (401, 403)
     run_file = outputs / "20251126T110000Z_alpha" / "eval_summary.json"
-    r = httpx.get(url + "gradio_api/file=" + str(run_file), timeout=10)
+    r = httpx.get(url + "gradio_api/file=" + str(run_file), timeout=timeout)
     assert r.status_code in (401, 403) and "splits" not in r.text
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with httpx.Client(base_url=url, timeout=timeout) as client:
         assert client.post("login", data={"username": "alice", "password": "wrong"}).status_code == 400
         assert client.post("login", data={"username": "alice", "password": "pw"}).status_code == 200
         assert client.get("config").status_code == 200
