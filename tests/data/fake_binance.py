@@ -6,7 +6,9 @@ from real bars.
 The server has its own clock (``now_ms``): candles after it do not exist yet, and the candle containing it is
 served as still forming (with a different close and volume than its final version), like the real API does.
 Faults are queued per klines request: ``429``/``418`` with Retry-After, ``500``/``503``, or ``drop``
-(headers and half of the body, then the connection is cut).
+(headers and half of the body, then the connection is cut). ``hold_after=n`` answers ``n`` klines requests
+and holds every later one until :meth:`release`, so a test can kill a client mid-run at a known point
+instead of racing a delay.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ class FakeBinance:
         symbol: str = "BTCUSDT",
         base: str = "BTC",
         quote: str = "USDT",
-        delay_s: float = 0.0,
+        hold_after: int | None = None,
         faults: list[tuple] | None = None,
     ):
         self.bars = {k: np.asarray(v) for k, v in bars.items()}
         self.now_ms = int(now_ms)
         self.symbol, self.base, self.quote = symbol, base, quote
-        self.delay_s = delay_s  # sleep before each klines answer (to make a kill land mid-run)
+        self.hold_after = hold_after
+        self._released = threading.Event()
+        self.holding = 0  # klines requests waiting for release()
         self.faults: deque = deque(faults or [])
         self.log: list[dict] = []  # every request: path, query, status, time
         self.klines_ok = 0
@@ -54,7 +58,12 @@ class FakeBinance:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
 
+    def release(self) -> None:
+        """Answer the held klines requests, and every later one."""
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()  # no handler thread is left waiting
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -192,8 +201,13 @@ def _make_handler(fake: FakeBinance):
                 return self._send(404, {"code": -1, "msg": f"no such endpoint {parts.path}"})
             with fake._lock:
                 fault = fake.faults.popleft() if fake.faults else None
-            if fake.delay_s:
-                time.sleep(fake.delay_s)
+                answered = fake.klines_ok
+            if fake.hold_after is not None and answered >= fake.hold_after and not fake._released.is_set():
+                with fake._lock:
+                    fake.holding += 1
+                fake._released.wait()
+                with fake._lock:
+                    fake.holding -= 1
             if fault is not None:
                 kind = fault[0]
                 if kind in ("429", "418"):

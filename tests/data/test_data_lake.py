@@ -211,7 +211,7 @@ def test_rewrite_with_gap_and_month_boundary(tmp_path, oct_bars):
     assert Lake(tmp_path).ids() == ["gappy"]
 
 
-def test_data_package_does_not_import_jax():
+def test_data_package_does_not_import_jax(scaled):
     code = (
         "import sys, tradelab_jax.data as d;"
         "d.load('binance_btcusdt_1m', start='2025-06-01', end='2025-06-02');"
@@ -221,7 +221,8 @@ def test_data_package_does_not_import_jax():
     env_lake = {"TRADELAB_LAKE": str(REPO_LAKE)}
     import os
 
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **env_lake}, timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **env_lake},
+                   timeout=scaled(120))
 
 
 def test_help_of_every_command(run_data):
