@@ -50,12 +50,12 @@ def test_demo_dataset_is_the_demo_experiments():
     assert experiment["data"]["id"] == demo.DATASET == DEMO_DATASET
 
 
-def test_quick_demo_runs_and_says_where_its_episode_went(tmp_path):
+def test_quick_demo_runs_and_says_where_its_episode_went(tmp_path, scaled):
     """The README's `tradelab demo --quick`, as a user runs it (a fresh process, no --out)."""
     outputs = tmp_path / "outputs"
     env = {k: v for k, v in os.environ.items() if k != "TRADELAB_LAKE"} | {"TRADELAB_OUTPUTS": str(outputs)}
     proc = subprocess.run([sys.executable, "-m", "tradelab_jax.cli", "demo", "--quick"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=scaled(600))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "required" not in proc.stderr
     [out_dir] = _episode_dirs(outputs)

@@ -22,14 +22,14 @@ VOLATILE_RUN_KEYS = ("wall_s", "compile_s", "train_s", "steps_per_s", "steps_per
 
 
 @pytest.fixture(scope="module")
-def multirun(tmp_path_factory):
+def multirun(tmp_path_factory, scaled):
     """`tradelab train -m hydra/launcher=local seed=0,0`: two jobs, each its own submitit subprocess."""
     outputs = tmp_path_factory.mktemp("outputs")
     overrides = [o for o in TRAINING_OVERRIDES if not o.startswith("seed=")]
     cmd = [sys.executable, "-m", "tradelab_jax.cli", "train", "-m", "hydra/launcher=local", *overrides,
            "seed=0,0", f"run.outputs={outputs}", "run.tag=parity"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=scaled(600), check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return outputs
 

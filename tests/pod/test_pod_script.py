@@ -41,7 +41,7 @@ def _stubs(tmp: Path) -> Path:
     return bin_dir
 
 
-def test_overrides_with_shell_metacharacters_reach_train_verbatim(tmp_path):
+def test_overrides_with_shell_metacharacters_reach_train_verbatim(tmp_path, scaled):
     ws = tmp_path / "ws"
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -71,7 +71,7 @@ def test_overrides_with_shell_metacharacters_reach_train_verbatim(tmp_path):
     # Run it the way the pod does: RunPod splits dockerArgs into argv, bash decodes and runs the script.
     argv = shlex.split(DOCKER_ARGS)
     assert argv[:2] == ["bash", "-c"]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=scaled(60), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
@@ -93,7 +93,7 @@ def test_overrides_with_shell_metacharacters_reach_train_verbatim(tmp_path):
 
     # A restarted container sees the done marker and does not train again.
     (tmp_path / "calls.jsonl").unlink()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=scaled(60), cwd=tmp_path)
     assert proc.returncode == 0 and not (tmp_path / "calls.jsonl").exists()
     Path("/tmp/tradelab-pod.sh").unlink(missing_ok=True)  # where the start command decodes the script
 

@@ -43,10 +43,10 @@ def test_sweep_error_names_the_sweepable_keys(outputs):
     assert "agent.lr" in str(info.value)
 
 
-def test_cli_prints_one_error_line_and_exits_2(outputs):
+def test_cli_prints_one_error_line_and_exits_2(outputs, scaled):
     proc = subprocess.run(
         [sys.executable, "-m", "tradelab_jax.cli", "train", "agent.lrr=1", f"run.outputs={outputs}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=scaled(120),
     )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -54,10 +54,10 @@ def test_cli_prints_one_error_line_and_exits_2(outputs):
     assert "Traceback" not in proc.stderr
 
 
-def test_help_lists_only_real_group_options(outputs):
+def test_help_lists_only_real_group_options(outputs, scaled):
     proc = subprocess.run(
         [sys.executable, "-m", "tradelab_jax.cli", "train", "--help", f"run.outputs={outputs}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=scaled(120),
     )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
@@ -147,10 +147,10 @@ def test_run_dir_holding_a_finished_run_is_refused_naming_run_dir(tmp_path):
     assert sorted(p.name for p in done.iterdir()) == before  # nothing written into it
 
 
-def test_value_error_on_the_cli_is_one_line_exit_2_without_traceback(outputs):
+def test_value_error_on_the_cli_is_one_line_exit_2_without_traceback(outputs, scaled):
     proc = subprocess.run(
         [sys.executable, "-m", "tradelab_jax.cli", "train", "env.risk_pct=2", f"run.outputs={outputs}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=scaled(120),
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -168,7 +168,7 @@ def test_large_maker_rebate_warns_but_is_allowed(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_cancelled_run_names_its_directory_and_how_to_resume_it(tmp_path):
+def test_a_cancelled_run_names_its_directory_and_how_to_resume_it(tmp_path, scaled):
     from .helpers import TINY_GYMNAX
 
     run_dir = tmp_path / "cut"
@@ -176,7 +176,7 @@ def test_a_cancelled_run_names_its_directory_and_how_to_resume_it(tmp_path):
     (run_dir / "CANCEL").touch()  # seen after the first chunk
     proc = subprocess.run(
         [sys.executable, "-m", "tradelab_jax.cli", "train", *TINY_GYMNAX, f"run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=scaled(180),
     )
     assert proc.returncode == 130, proc.stderr
     assert f"training {run_dir}: 8 updates of 32 env steps, compiling" in proc.stderr
@@ -208,7 +208,7 @@ def test_keys_added_with_plus_that_nothing_reads_are_refused(override, key, outp
     assert not outputs.exists()
 
 
-def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path):
+def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path, scaled):
     from tradelab_jax import runs
     from tradelab_jax.training import session
 
@@ -220,7 +220,7 @@ def test_resume_refuses_a_done_run_and_names_ignored_overrides(tmp_path):
     launch_record = {p.name: p.read_bytes() for p in (tmp_path / "cut").glob(".hydra/*")}
     cmd = [sys.executable, "-m", "tradelab_jax.cli", "train", f"run.resume={cut}", "agent.lr=0.5",
            "run.progress=false"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=scaled(180))
     assert proc.returncode == 0, proc.stderr
     assert ("warning: a resume continues the run's saved config.yaml, so these overrides are ignored: "
             "agent.lr=0.5") in proc.stderr
