@@ -37,6 +37,7 @@ EQUITY_FILE = "equity.png"
 CHECKPOINT_DIR = "checkpoints"
 LATEST_CHECKPOINT = "latest.json"
 CANCEL_FILE = "CANCEL"
+CONSOLE_FILE = "console.log"  # a launcher's (the UI's) capture of the trainer's output
 PACKED_FILE = "packed.json"  # at the top of a packed sweep: its points and their swept values
 MULTIRUN_DIR = "multirun"
 

@@ -125,6 +125,7 @@ def test_a_run_dir_with_queued_sweep_points_is_accepted(tmp_path):
     group = tmp_path / "multirun" / "x_ui"
     for n in range(2):
         runs.queue_run(group / str(n))
+    (group / runs.CONSOLE_FILE).write_text("$ python -m tradelab_jax.train ...\n")  # the UI's job log
     compose.check_overrides([*TINY_GYMNAX, "sweep.seed=[0,1]", f"run.dir={group}"], multirun=False)
     (group / "notes.txt").write_text("mine\n")
     with pytest.raises(UserError, match="already holds other files"):

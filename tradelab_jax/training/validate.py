@@ -48,9 +48,9 @@ def check_run_dir(path: Any, what: str = "run.dir") -> None:
     """An explicit ``run.dir`` must be new, empty, or a run a launcher queued for this training (nothing
     stored is overwritten, and no run's files land among other files)."""
     resolved = paths.check_output_dir(str(path), what)
-    # A CANCEL file placed ahead (stop after the first chunk) is run control, and numbered point folders a
-    # launcher queued (the UI's packed sweeps) are this run's own: neither is someone else's file.
-    others = [p for p in resolved.iterdir() if p.name != runs.CANCEL_FILE
+    # A CANCEL file placed ahead (stop after the first chunk), the launcher's console log and the numbered
+    # point folders it queued (the UI's packed sweeps) are this run's own, not someone else's files.
+    others = [p for p in resolved.iterdir() if p.name not in (runs.CANCEL_FILE, runs.CONSOLE_FILE)
               and not (p.is_dir() and p.name.isdigit() and (p / runs.STATUS_FILE).is_file())
               ] if resolved.is_dir() else []
     if others and runs.read_status(resolved) is None and not (resolved / runs.PACKED_FILE).is_file():

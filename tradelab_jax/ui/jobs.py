@@ -45,7 +45,7 @@ from tradelab_jax.ui.forms import LaunchPlan, resume_override, run_dir_override
 log = logging.getLogger(__name__)
 
 QUEUE_DIR = ".queue"
-LOG_FILE = "console.log"
+LOG_FILE = runs.CONSOLE_FILE
 JOB_STATES = runs.STATES  # a job is in the state of the runs it trains
 ACTIVE_STATES = runs.ACTIVE_STATES
 TRAIN_COMMAND = (sys.executable, "-m", "tradelab_jax.train")
