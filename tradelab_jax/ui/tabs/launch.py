@@ -299,7 +299,11 @@ def _wire_refresh(shared: Shared, jobs: JobPanel, timer: gr.Timer) -> None:
                 tail = queue.progress(job, log_lines=14)["log_tail"] or "(no output yet)"
             except UserError:
                 chosen = None
-        return jobs_html(queue), gr.update(choices=job_choices(queue), value=chosen), tail
+        # The value is sent only when the tick must change it (the picked job is gone, or none was picked):
+        # a tick in flight while the user picks another job would otherwise put back the one it read.
+        pick = gr.update(choices=job_choices(queue)) if chosen == current else gr.update(
+            choices=job_choices(queue), value=chosen)
+        return jobs_html(queue), pick, tail
 
     io = ([jobs.pick], [jobs.panel, jobs.pick, jobs.log_tail])
     timer.tick(on_tick, *io, show_progress="hidden")

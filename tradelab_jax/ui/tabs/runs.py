@@ -118,7 +118,10 @@ def _runs_table(shared: Shared, tab: gr.Tab) -> tuple[gr.Dataframe, gr.Dropdown,
 
     def on_refresh(text, status, sort, desc, current):
         shown, ids, notes = _refresh(shared.outputs, text, status, sort, desc)
-        return shown, gr.update(choices=ids, value=current if current in ids else None), notes
+        # The pick is left to the browser unless the picked run is gone (a refresh in flight while the user
+        # picks another run would otherwise put back the one it read).
+        pick = gr.update(choices=ids) if current in ids else gr.update(choices=ids, value=None)
+        return shown, pick, notes
 
     inputs = [search, status_filter, sort_by, descending, pick]
     for ev in (refresh_btn.click, search.submit, status_filter.change, sort_by.change, descending.change,
