@@ -63,24 +63,11 @@ class Knob:
     def check(self, value: Any) -> Any:
         """``value`` checked and normalised: a float, an int, a bool, a choice's int code, or a float tuple
         for ``buckets``. Raises :class:`UserError` (one sentence) otherwise."""
-        if self.kind == "float":
-            if isinstance(value, bool):
+        if self.kind in ("float", "int"):
+            x = self._number(value)
+            if not self._in_range(x) or (self.kind == "int" and not x.is_integer()):
                 raise self.bad(value)
-            try:
-                x = float(value)
-            except (TypeError, ValueError):
-                raise self.bad(value) from None
-            return x if self._in_range(x) else _raise(self.bad(value))
-        if self.kind == "int":
-            if isinstance(value, bool):
-                raise self.bad(value)
-            try:
-                x = float(value)
-            except (TypeError, ValueError):
-                raise self.bad(value) from None
-            if not (math.isfinite(x) and x.is_integer() and self._in_range(x)):
-                raise self.bad(value)
-            return int(x)
+            return int(x) if self.kind == "int" else x
         if self.kind == "bool":
             if isinstance(value, bool) or type(value).__name__ == "bool_" or value in (0, 1):
                 return bool(value)
@@ -94,6 +81,15 @@ class Knob:
         if self.kind == "buckets":
             return self._buckets(value)
         raise AssertionError(self.kind)  # pragma: no cover
+
+    def _number(self, value: Any) -> float:
+        """``value`` as a float; a bool or anything else that is not a number is refused."""
+        if isinstance(value, bool):
+            raise self.bad(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise self.bad(value) from None
 
     def _in_range(self, x: float) -> bool:
         low_ok = x >= self.low if self.low_inc else x > self.low
