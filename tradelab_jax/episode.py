@@ -24,14 +24,20 @@ from tradelab_jax.errors import UserError
 
 
 def run_settings(run_dir: Path) -> dict[str, Any]:
-    """The dataset, feature set, window and env knobs a trained agent saw, from its ``config.yaml``."""
+    """The dataset, feature set, window and env knobs a trained agent saw: its run plan's point
+    (:func:`tradelab_jax.training.plan.plan_resume`, the plan a resume of this directory builds)."""
     from tradelab_jax import runs
     from tradelab_jax.features import load_feature_set
     from tradelab_jax.training.envs import is_gymnax, trading_knobs
+    from tradelab_jax.training.plan import plan_resume
 
     if not (run_dir / runs.CONFIG_FILE).is_file():
         raise UserError(f"--policy {run_dir} is not a run directory: it has no {runs.CONFIG_FILE}")
-    config = runs.read_config(run_dir)
+    try:
+        plan = plan_resume(run_dir)
+    except (KeyError, TypeError, AttributeError):
+        plan = None
+    config = plan.base if plan is not None else None
     if not isinstance(config, dict) or "env" not in config:
         raise UserError(f"--policy {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
     if is_gymnax(config):
@@ -42,6 +48,7 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     knobs = {k: v for k, v in all_knobs.items() if k not in ("random_start", "episode_length")}
     return {
         "config": config,
+        "plan": plan,
         "dataset": config["data"]["id"],
         "features": load_feature_set(config.get("features") or "default"),
         "window": int(config["env"].get("window", 1)),
