@@ -153,23 +153,50 @@ def test_repo_url_defaults_to_the_checkouts_https_origin(
 
 
 @pytest.mark.parametrize(
+    ("origin", "derived"),
+    [
+        ("git@github.com:someone/tradelab_jax.git", "https://github.com/someone/tradelab_jax.git"),
+        ("ssh://git@gitlab.example.org:2222/team/tradelab_jax.git", "https://gitlab.example.org/team/tradelab_jax.git"),
+        ("git+ssh://git@bitbucket.org/team/tradelab_jax", "https://bitbucket.org/team/tradelab_jax"),
+        ("https://someone:ghp_SECRET@github.com/someone/x.git", "https://github.com/someone/x.git"),
+    ],
+)
+def test_an_ssh_origin_gives_its_https_form(fake_runpod, launch_env, monkeypatch, checkout, origin, derived,
+                                            capsys):
+    monkeypatch.delenv("TRADELAB_REPO_URL")
+    checkout(origin)
+    assert pod_spec.https_from_origin(origin) == derived
+    assert main(["pod", "launch", "--dry-run", "--", "seed=1"]) == 0
+    out = capsys.readouterr()
+    assert f"remote add origin {derived}\n" in out.err and "ghp_SECRET" not in out.out + out.err
+    [note] = [w for w in _warnings(out.err) if "--repo-url not given" in w]
+    assert derived in note
+    assert main(["pod", "launch", "--", "seed=1"]) == 0
+    assert f"code:      {derived} at main" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
     ("origin", "git", "needle"),
     [
         (None, True, "no repository to install on the pod: pass --repo-url"),
-        ("git@github.com:someone/tradelab_jax.git", True, "is not an https:// URL a pod can clone"),
-        ("https://someone:ghp_SECRET@github.com/someone/x.git", True, "is not an https:// URL"),
+        ("/home/me/src/tradelab_jax", True, "has no https:// form a pod can clone"),  # a local clone
+        ("file:///srv/git/tradelab_jax.git", True, "has no https:// form a pod can clone"),
         (ORIGIN, False, "no repository to install on the pod: pass --repo-url"),  # no git on PATH
     ],
 )
-def test_without_a_usable_origin_says_to_pass_repo_url(
+def test_without_a_usable_origin_dry_run_shows_a_placeholder_and_launch_refuses(
     fake_runpod, launch_env, monkeypatch, checkout, origin, git, needle, capsys
 ):
     monkeypatch.delenv("TRADELAB_REPO_URL")
     checkout(origin, git=git)
-    for dry_run in ([], ["--dry-run"]):
-        assert main(["pod", "launch", *dry_run, "--", "seed=1"]) == 2
-        err = _error_line(capsys)
-        assert needle in err and "--repo-url" in err and "ghp_SECRET" not in err
+    assert main(["pod", "launch", "--dry-run", "--", "seed=1"]) == 0
+    out = capsys.readouterr()
+    assert f"remote add origin '{pod_spec.REPO_PLACEHOLDER}'\n" in out.err
+    [warning] = [w for w in _warnings(out.err) if "--repo-url" in w]
+    assert needle in warning
+    assert main(["pod", "launch", "--", "seed=1"]) == 2
+    err = _error_line(capsys)
+    assert needle in err and "--repo-url" in err
     assert fake_runpod.requests == []
 
 

@@ -24,6 +24,7 @@ from tradelab_jax.pod.api import (
 from tradelab_jax.pod.spec import (
     DEFAULT_GPU,
     DEFAULT_IMAGE,
+    REPO_PLACEHOLDER,
     S3_NAMES,
     PodSpec,
     ScriptSpec,
@@ -195,9 +196,11 @@ def build_spec(args: argparse.Namespace, overrides: list[str], *, strict: bool =
     for override in overrides:
         if "\0" in override:
             raise UserError("a train override contains a NUL byte, which no command line can carry")
-    repo_url = repo_url_or_origin(args.repo_url)
-    check_repo(repo_url, args.ref)
+    repo_url, repo_warnings = repo_url_or_origin(args.repo_url, strict=strict)
+    if repo_url != REPO_PLACEHOLDER:
+        check_repo(repo_url, args.ref)
     s3, warnings = _s3_settings(args, strict=strict)
+    warnings = repo_warnings + warnings
     missing = [] if strict else missing_aws_credentials(args.aws_credentials)
     if missing:
         warnings.append(missing_aws_message(missing))

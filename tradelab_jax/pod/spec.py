@@ -124,22 +124,57 @@ def pod_can_clone(url: str) -> bool:
     )
 
 
-def repo_url_or_origin(repo_url: str) -> str:
-    """``repo_url`` (--repo-url / $TRADELAB_REPO_URL), else this checkout's origin if a pod can clone it."""
-    if repo_url:
-        return repo_url
-    origin = checkout_origin()
+# ``git@host:owner/repo.git`` (scp-like) and ``ssh://[user@]host[:port]/owner/repo.git`` (also git+ssh://).
+_SCP_LIKE = re.compile(r"^[\w.-]+@(?P<host>[\w.-]+):(?P<path>[^\s:]\S*)$")
+REPO_PLACEHOLDER = "<REPO_URL: pass --repo-url>"
+
+
+def https_from_origin(origin: str) -> str:
+    """The https:// URL a pod can clone for a remote URL, or '' when none can be derived.
+
+    Common SSH forms map to the same host and path over https (GitHub, GitLab, Bitbucket and most hosts
+    serve both); credentials in an https URL are dropped (a pod gets no token); a local path or file://
+    remote names no public repository.
+    """
     if pod_can_clone(origin):
         return origin
+    match = _SCP_LIKE.match(origin)
+    if match:
+        candidate = f"https://{match['host']}/{match['path'].lstrip('/')}"
+    else:
+        try:
+            parsed = urllib.parse.urlsplit(origin)
+        except ValueError:
+            return ""
+        if parsed.scheme not in ("ssh", "git+ssh", "git", "https", "http") or not parsed.hostname:
+            return ""
+        candidate = f"https://{parsed.hostname}{parsed.path}"
+    return candidate if pod_can_clone(candidate) else ""
+
+
+def repo_url_or_origin(repo_url: str, *, strict: bool = True) -> tuple[str, list[str]]:
+    """``(url, warnings)``: ``repo_url`` (--repo-url / $TRADELAB_REPO_URL), else the https form of this
+    checkout's origin (:func:`https_from_origin`). Without either a launch is refused; a dry run
+    (``strict=False``) shows :data:`REPO_PLACEHOLDER` and a warning instead."""
+    if repo_url:
+        return repo_url, []
+    origin = checkout_origin()
+    derived = https_from_origin(origin) if origin else ""
+    if derived:
+        note = [] if derived == origin else [
+            f"--repo-url not given: the pod installs from {derived}, the https form of this checkout's "
+            f"origin {_redact_url(origin)!r}"]
+        return derived, note
     why = (
-        f" (this checkout's origin {_redact_url(origin)!r} is not an https:// URL a pod can clone)"
+        f" (this checkout's origin {_redact_url(origin)!r} has no https:// form a pod can clone)"
         if origin
         else ""
     )
-    raise UserError(
-        f"no repository to install on the pod{why}: pass --repo-url (an https:// git URL of this project) "
-        "or set TRADELAB_REPO_URL"
-    )
+    message = (f"no repository to install on the pod{why}: pass --repo-url (an https:// git URL of this "
+               "project) or set TRADELAB_REPO_URL")
+    if strict:
+        raise UserError(message)
+    return REPO_PLACEHOLDER, [message]
 
 
 def check_repo(repo_url: str, ref: str) -> None:
