@@ -74,6 +74,7 @@ class RunConfig:
     eval_episodes: int = RUN_KNOBS["eval_episodes"].default
     pack: bool = False  # with -m: pack the sweepable keys of a multirun into one compiled program
     print_summary: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # docs/tracking.md
 
 
 SweepEnvConfig = make_dataclass("SweepEnvConfig", _sweep_fields(ENV_KNOBS, SWEEPABLE_ENV))

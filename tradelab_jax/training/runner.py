@@ -113,12 +113,14 @@ def _device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
 
 
-def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None, stream=None) -> TrainResult:
+def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None, stream=None,
+                 on_chunk: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
     """Train the plan's ``S`` points (they differ only in sweepable values), one directory each, in one
     program; a resume plan continues from the points' last checkpoints.
 
     The plan's ``root`` is the packed sweep's directory (its ``CANCEL`` file stops every point).
     ``should_stop(update)`` is an extra cancellation hook checked after each chunk (tests, the UI).
+    ``on_chunk(records)`` gets each point's metrics record after each chunk (tracking writers).
     """
     dirs, root, resume = plan.dirs, plan.root, plan.resume
     base = plan.base
@@ -179,7 +181,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
                         "compile_s": prev_compile + compile_s, "train_s": prev_train + train_s,
                         "time": runs.utc_now()}
                 rec = _record_chunk(dirs, metrics, host_state, update=update, spec=spec, size=size, dt=dt,
-                                    meta=meta, keep=int(run_cfg["keep_checkpoints"]))
+                                    meta=meta, keep=int(run_cfg["keep_checkpoints"]), on_chunk=on_chunk)
                 bar.update(size * spec.steps_per_update)
                 ret = rec["mean_episode_return"]
                 if ret is not None:
@@ -235,13 +237,15 @@ def _compile_chunks(v_chunk, compiled: dict[int, Any], sizes: list[int], state, 
 
 
 def _record_chunk(dirs: list[Path], metrics, host_state, *, update: int, spec: PPOSpec, size: int, dt: float,
-                  meta: dict[str, Any], keep: int) -> dict[str, Any]:
+                  meta: dict[str, Any], keep: int, on_chunk=None) -> dict[str, Any]:
     """After a chunk, per point: a metrics.jsonl line, an atomic checkpoint and status.json's progress.
     Returns the last point's metrics record (the progress bar shows its return)."""
+    records = []
     for i, d in enumerate(dirs):
         rec = chunk_record(metrics, i, update=update, spec=spec, size=size, dt=dt, wall_s=meta["wall_s"],
                            points=len(dirs))
         runs.append_metrics(d, rec)
+        records.append(rec)
         data = serialization.to_bytes(jax.tree.map(lambda x, i=i: x[i], host_state))
         runs.write_checkpoint(d, update, data, meta, keep=keep)
         # A chunk in which no episode ended keeps the last known return (not null).
@@ -249,6 +253,8 @@ def _record_chunk(dirs: list[Path], metrics, host_state, *, update: int, spec: P
         latest = {} if ret is None else {"mean_episode_return": ret}
         runs.write_status(d, update=update, env_steps=update * spec.steps_per_update,
                           progress=update / spec.num_updates, **latest)
+    if on_chunk is not None:
+        on_chunk(records)
     return rec
 
 

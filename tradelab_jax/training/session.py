@@ -83,15 +83,24 @@ def _train(plan: RunPlan, *, should_stop) -> dict[str, Any]:
 
 
 def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
+    from tradelab_jax import tracking
     from tradelab_jax.training.runner import train_points
 
-    result = train_points(plan, should_stop=should_stop)
+    loggers = tracking.for_plan(plan)
+    try:
+        result = train_points(plan, should_stop=should_stop, on_chunk=lambda recs: tracking.log_chunks(
+            loggers, recs))
+    except BaseException:
+        tracking.close_all(loggers)
+        raise
     if result.status == "cancelled":
         print(_stop_note(plan, update=result.update), file=sys.stderr)
     if result.status == "done":
         summaries = finish(plan, result)
-        if plan.base["run"].get("print_summary", True):
-            print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
+        tracking.log_finals(plan, loggers, summaries)
+    tracking.close_all(loggers)
+    if result.status == "done" and plan.base["run"].get("print_summary", True):
+        print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
     return {"status": result.status, "dirs": [str(d) for d in plan.dirs], "result": result}
 
 
