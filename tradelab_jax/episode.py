@@ -140,9 +140,9 @@ def main(argv: list[str]) -> int:
                 f"invalid --policy {policy_name!r}: expected random, flat, buy_and_hold or an existing run "
                 "directory"
             )
-    out_dir = Path(args.out).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a directory")
+    from tradelab_jax.paths import check_output_dir
+
+    out_dir = check_output_dir(args.out, "--out")
 
     dataset, features, window = args.dataset, args.features or "default", args.window or 1
     if run_dir is not None:

@@ -27,7 +27,7 @@ from tradelab_jax.archive.ops import (
     push_sweep,
 )
 from tradelab_jax.errors import UserError
-from tradelab_jax.paths import default_outputs
+from tradelab_jax.paths import check_output_dir, default_outputs
 from tradelab_jax.runs import find_runs, is_run_dir, is_sweep_dir
 
 EPILOG = (
@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
         getattr(args, "part_size_mib", None),
     )
     outputs = args.outputs.expanduser().resolve() if getattr(args, "outputs", None) else default_outputs()
+    if args.command == "pull":  # the one subcommand that writes under the outputs root
+        check_output_dir(outputs, "--outputs")
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if getattr(args, "verbose", False) else None
     with s3_errors(spec):
         client = make_client(spec)

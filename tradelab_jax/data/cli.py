@@ -177,7 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         "resample": _resample,
         "trades-to-bars": _trades_to_bars,
     }[args.command]
+    if args.command in WRITING_COMMANDS:
+        from tradelab_jax.paths import check_output_dir, resolve_lake
+
+        check_output_dir(resolve_lake(args.lake), "--lake")
     return handler(args)
+
+
+# Subcommands that write into the lake: their --lake is checked before anything is read or fetched.
+WRITING_COMMANDS = frozenset({"ingest", "import", "resample", "trades-to-bars", "stream", "retain"})
 
 
 def _lake(args: argparse.Namespace):

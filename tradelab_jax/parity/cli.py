@@ -65,9 +65,9 @@ def _default_out(suffix: str = "") -> Path:
 
 
 def _prepare_out(out: Path | None, suffix: str = "") -> Path:
-    out = (out or _default_out(suffix)).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a file; give a directory")
+    from tradelab_jax.paths import check_output_dir
+
+    out = check_output_dir(out or _default_out(suffix), "--out")
     if out.is_dir() and (out / REPORT_FILE).exists():
         raise UserError(f"--out {str(out)!r} already holds a {REPORT_FILE}; pick a new directory")
     out.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"invalid --port {args.port}: expected 1-65535")
     auth = parse_auth(args.auth if args.auth is not None else os.environ.get(AUTH_ENV))
     outputs = Path(args.outputs).expanduser().resolve() if args.outputs else paths.default_outputs()
+    paths.check_output_dir(outputs, "--outputs")
     outputs.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not is_loopback(args.host) and auth is None:
