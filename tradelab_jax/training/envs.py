@@ -88,9 +88,9 @@ def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> 
 
 
 def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any,
-                     swept: tuple[str, ...] | None = None) -> tuple[Any, Any]:
+                     swept: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """``(params, in_axes)`` with a leading ``[S]`` axis on the env knobs ``swept`` (the run plan's env
-    axes; without it, the knobs whose values differ between the points)."""
+    axes, :meth:`RunPlan.swept`; never rediscovered by comparing the points' configs)."""
     import jax
 
     if is_gymnax(config_points[0]):
@@ -98,8 +98,6 @@ def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any,
     from tradelab_jax.env import params_in_axes, sweep_params
 
     knobs = [trading_knobs(c) for c in config_points]
-    if swept is None:
-        swept = tuple(k for k in knobs[0] if any(kn[k] != knobs[0][k] for kn in knobs))
     if not swept:
         return params, params_in_axes(params, ())
     return sweep_params(params, **{k: [kn[k] for kn in knobs] for k in swept})

@@ -37,10 +37,10 @@ MS_PER_YEAR = 365 * 24 * 3600 * 1000
 
 
 def evaluate_points(points: list[dict[str, Any]], params: Any,
-                    swept: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+                    swept: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Per point: ``{"splits": {split: {policy: metrics}}, "telemetry": DataFrame, "curves": ...}``.
 
-    ``swept``: the env knobs the run plan batches over the points (None: those whose values differ).
+    ``swept``: the env knobs the run plan batches over the points (:meth:`RunPlan.swept`).
     """
     if is_gymnax(points[0]):
         return _evaluate_gymnax(points, params)
@@ -92,7 +92,7 @@ def _make_eval_fn(env, networks, n_steps: int, start: int, num_actions: int):
     return jax.vmap(run_policy, in_axes=(None, None, None, None, 0, 0))
 
 
-def _evaluate_trading(points, params, swept=None) -> list[dict[str, Any]]:
+def _evaluate_trading(points, params, swept=()) -> list[dict[str, Any]]:
     import pandas as pd
 
     cfg = points[0]
