@@ -27,6 +27,7 @@ from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
+from tradelab_jax.training.devices import points_mesh, shard_points
 from tradelab_jax.training.envs import batch_env_params, make_env
 from tradelab_jax.training.signals import Deferred
 
@@ -133,7 +134,8 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
-    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S)
+    mesh = points_mesh(S, run_cfg.get("devices", "all"))
+    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh.size)
 
     t_start = time.perf_counter()
     state = v_init(keys, hyper, env_params)
@@ -143,6 +145,10 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         prev_wall, prev_compile, prev_train = meta["wall_s"], meta["compile_s"], meta["train_s"]
         for d in dirs:
             runs.truncate_metrics(d, start_update)
+    # The points axis over the mesh (training.devices); a resumed state is re-sharded here, so a resume
+    # may use another device count.
+    state, hyper = shard_points(state, mesh), shard_points(hyper, mesh)
+    env_params = shard_points(env_params, mesh, env_axes)
     _mark_running(dirs, spec, start_update, resume=resume)
 
     where = root if root is not None else dirs[0]
@@ -267,7 +273,8 @@ def _env_key(env: Any) -> Any:
     return (type(env), tuple(sorted((k, repr(v)) for k, v in vars(env).items())))
 
 
-def _program(spec, env, base_params, env_params, env_axes, S) -> tuple[Any, Any, dict[int, Any]]:
+def _program(spec, env, base_params, env_params, env_axes, S,
+             devices: int = 1) -> tuple[Any, Any, dict[int, Any]]:
     """``(v_init, v_chunk, compiled chunks by size)``, cached for the process.
 
     Runs with the same shapes (a Hydra multirun's jobs, a resume after a cancel in the same process) reuse
@@ -276,7 +283,7 @@ def _program(spec, env, base_params, env_params, env_axes, S) -> tuple[Any, Any,
     leaves, treedef = jax.tree.flatten(env_params)
     axes = jax.tree.flatten(env_axes, is_leaf=lambda x: x is None)[0]
     shapes = tuple((tuple(x.shape), str(x.dtype)) for x in map(jnp.asarray, leaves))
-    key = (spec, _env_key(env), S, treedef, shapes, tuple(axes))
+    key = (spec, _env_key(env), S, treedef, shapes, tuple(axes), devices)
     if key not in _PROGRAMS:
         init_fn, chunk_fn = make_train(spec, env, base_params)
         v_init = jax.jit(init_points(init_fn, env_axes))
