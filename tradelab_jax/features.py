@@ -143,6 +143,15 @@ def _taker_imbalance(b, p):
     return ind.taker_imbalance(buy, sell, p["window"])
 
 
+def _column(b, p):
+    """A dataset column as it was ``lag`` bars ago (NaN for the first ``lag`` bars)."""
+    x = b[p["column"]]
+    lag = p["lag"]
+    if lag == 0:
+        return x
+    return jnp.concatenate([jnp.full((lag,), jnp.nan, x.dtype), x[:-lag]])
+
+
 FEATURE_KINDS: dict[str, _Kind] = {
     "zscore": _Kind(
         compute=lambda b, p: ind.zscore(b[p["column"]], p["window"]),
@@ -243,9 +252,18 @@ FEATURE_KINDS: dict[str, _Kind] = {
         columns=_taker_columns,
         label=_win,
     ),
+    # A user's own signal column, causal only if each bar's value was known at that bar's close
+    # (docs/lookahead.md); ``lag`` shifts it later by whole bars.
+    "column": _Kind(
+        compute=_column,
+        defaults=(("column", ""), ("lag", 0)),
+        lookback=lambda p: p["lag"],
+        columns=lambda p, available: (p["column"],),
+        label=lambda p: f"_{p['column']}" + (f"_lag{p['lag']}" if p["lag"] else ""),
+    ),
 }
 
-_INT_KEYS = {"window": 1, "fast": 2, "slow": 2, "signal": 1, "norm_window": 0}
+_INT_KEYS = {"lag": 0, "window": 1, "fast": 2, "slow": 2, "signal": 1, "norm_window": 0}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,6 +306,8 @@ def parse_specs(entries: Sequence[Mapping[str, Any]], source: str = "feature set
             if key not in valid:
                 raise UserError(f"{where} ({kind}): unknown parameter {key!r}; valid: {', '.join(valid)}")
             params[key] = _check_value(f"{where} ({kind})", key, value)
+        if kind == "column" and not params["column"]:
+            raise UserError(f"{where} (column): name the dataset column to read, e.g. column: funding_rate")
         if kind == "rsi" and params["window"] < 2:
             raise UserError(f"{where} (rsi): window must be an integer >= 2, got {params['window']!r}")
         name = params.pop("name", None) or kind + spec_kind.label(params)
