@@ -145,11 +145,10 @@ def test_tables_of_one_run(populated):
     ev = results.eval_table(d)
     assert set(ev["split"]) == {"val", "test"} and set(ev["policy"]) == {"agent", "buy_and_hold"}
     trades = results.trades_table(d, "test")
-    assert (
-        len(trades) == 1
-        and trades["fill_price"].iloc[0] == 101.0
-        and trades["time"].iloc[0] == "2025-10-15 00:02"
-    )
+    assert len(trades) == 1 and trades["side"].iloc[0] == "long"  # one fill, still open at the end
+    assert trades["entry time"].iloc[0].startswith("2025-10-15")
+    assert trades["exit"].iloc[0] == "open" and trades["P&L"].iloc[0] == "-"
+    assert ev.set_index(["split", "policy"]).loc[("test", "agent"), "total_return %"].endswith("%")
     assert list(results.load_metrics(d)["update"]) == [1, 2]
     assert "risk_pct: 0.01" in results.config_text(d)
     assert results.status_line(d).startswith("**done**")
@@ -177,7 +176,7 @@ def test_compare_two_runs(populated):
     assert table["buy_and_hold_return"].iloc[0] == pytest.approx(0.0)
     side = results.compare_display(table)
     assert list(side.columns) == ["field", *ids]
-    assert side.set_index("field").loc["total_return", ids[1]] == "0.1"
+    assert side.set_index("field").loc["total_return %", ids[1]] == "10.00%"
     assert side.set_index("field").loc["seed", ids[1]] == "2"
     fig = results.plot_compare_equity(populated, ids, "test")
     labels = [line.get_label() for line in fig.axes[0].get_lines()]

@@ -10,6 +10,9 @@ from typing import Any
 
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.fmt import cell as _cell
+from tradelab_jax.fmt import fmt_int as _fmt_int
+from tradelab_jax.fmt import fmt_pct as _fmt_pct
 from tradelab_jax.io import atomic_write_json
 from tradelab_jax.training.plan import RunPlan, plan_resume, plan_run
 from tradelab_jax.training.signals import Interrupting, Stopped
@@ -280,34 +283,3 @@ def _split_table(name: str, table: dict[str, Any], policies: dict[str, str]) -> 
     if policies.get("buy_and_hold"):
         lines.append(f"  buy_and_hold: {policies['buy_and_hold']}")
     return lines
-
-
-def _cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "bool":
-        return "yes" if value else "no"
-    if kind == "int":
-        return _fmt_int(value)
-    if kind == "pct":
-        return _fmt_pct(value)
-    return _fmt_num(value)
-
-
-def _fmt_num(x: float) -> str:
-    """At most 9 characters: two decimals below 10,000, else compact scientific notation (a compounding
-    maker-fee rebate reaches 1e13), also for values so small that two decimals would read 0.00."""
-    x = float(x)
-    if x == 0 or (0.005 <= abs(x) < 1e4):
-        return f"{x:,.2f}"
-    return f"{x:.2e}"
-
-
-def _fmt_pct(fraction: float, signed: bool = False) -> str:
-    text = _fmt_num(100 * float(fraction))
-    return f"+{text}%" if signed and not text.startswith("-") else f"{text}%"
-
-
-def _fmt_int(n: Any) -> str:
-    n = int(n)
-    return f"{n:,}" if abs(n) < 10**8 else f"{n:.2e}"

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tradelab_jax import paths, runs
+from tradelab_jax import fmt, paths, roundtrips, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.plots import date_axis, drawdown, equity_figure
 from tradelab_jax.runs import WHAT_RESUMES
@@ -313,24 +313,27 @@ def config_text(run_dir: Path, notes: Notes = None) -> str:
 
 
 def eval_table(run_dir: Path, notes: Notes = None) -> pd.DataFrame:
-    """Split x policy rows of the evaluation summary's metrics (empty until the run is evaluated)."""
+    """Split x policy rows of the evaluation summary's metrics (empty until the run is evaluated), read as
+    the CLI prints them (fmt.cell: fractions in percent, units in the headers)."""
     summary = _safe_eval(run_dir, notes)
     rows = []
     for split, table in _mapping(summary.get("splits")).items():
         for policy in ("agent", "buy_and_hold", "flat", "random"):
             m = _mapping(_mapping(table).get(policy))
             if m:
-                rows.append({"split": split, "policy": policy, **{k: m.get(k) for k in SUMMARY_METRICS}})
+                rows.append({"split": split, "policy": policy,
+                             **{fmt.header(k): fmt.cell(m.get(k), fmt.METRIC_KINDS.get(k, "num"))
+                                for k in SUMMARY_METRICS}})  # fmt: skip
     if not rows and "mean_episode_return" in summary:
         rows.append(
             {
                 "split": "eval",
                 "policy": summary.get("policy", "greedy"),
-                "mean_episode_return": summary.get("mean_episode_return"),
-                "episodes": summary.get("episodes"),
+                "mean_episode_return": fmt.cell(summary.get("mean_episode_return"), "num"),
+                "episodes": fmt.cell(summary.get("episodes"), "int"),
             }
         )
-    return pd.DataFrame(rows).round(4) if rows else pd.DataFrame(columns=["split", "policy"])
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["split", "policy"])
 
 
 def load_telemetry(run_dir: Path, notes: Notes = None) -> pd.DataFrame | None:
@@ -341,39 +344,46 @@ def load_telemetry(run_dir: Path, notes: Notes = None) -> pd.DataFrame | None:
     return _read(read, run_dir, notes)  # pyarrow's errors on a damaged file are OSError or ValueError
 
 
+TRADE_COLUMNS = ("side", "entry time", "entry price", "exit time", "exit price", "size", "fees", "P&L",
+                 "P&L %", "exit")
+
+
 def trades_table(run_dir: Path, split: str = "test", policy: str = "agent", limit: int = 500,
                  notes: Notes = None) -> pd.DataFrame:  # fmt: skip
-    """The policy's fills and stop-outs on a split (the telemetry rows where something happened)."""
+    """The policy's round trips on a split (roundtrips.round_trip_table over its telemetry rows): side,
+    entry/exit time (UTC) and price, size, fees and P&L in quote currency and in % of the equity at entry."""
     tel = load_telemetry(run_dir, notes)
-    if tel is None or "policy" not in tel:
-        return pd.DataFrame(columns=["time", "t"])
+    if tel is None or "policy" not in tel or "position" not in tel:
+        return pd.DataFrame(columns=list(TRADE_COLUMNS))
     rows = tel[(tel["policy"] == policy) & (tel["split"] == split)] if "split" in tel else tel
-    mask = np.zeros(len(rows), bool)
-    for col in ("filled", "stop_hit"):
-        if col in rows:
-            mask |= rows[col].to_numpy().astype(bool)
-    rows = rows[mask].head(limit).copy()
-    if "ts" in rows:
-        rows.insert(0, "time", pd.to_datetime(rows["ts"], unit="ms", utc=True).dt.strftime("%Y-%m-%d %H:%M"))
-    cols = [
-        c
-        for c in (
-            "time",
-            "t",
-            "close",
-            "target_position",
-            "order_size",
-            "fill_price",
-            "limit_fee",
-            "stop_hit",
-            "exit_price",
-            "stop_fee",
-            "position",
-            "equity",
-        )
-        if c in rows
-    ]
-    return rows[cols].round(6).reset_index(drop=True)
+    rows = rows.sort_values("t") if "t" in rows else rows
+    cash = _num(_get(_safe_config(run_dir), "env", "initial_cash"))
+    cash = float(cash) if cash else float(rows["equity"].iloc[0]) if len(rows) else 1.0
+    cols = {c: rows[c].to_numpy() for c in rows.columns}
+    if not len(rows):
+        return pd.DataFrame(columns=list(TRADE_COLUMNS))
+    trips = roundtrips.round_trip_table(cols, cash).head(limit)
+    equity = np.concatenate([[cash], cols["equity"].astype(np.float64)])
+    ts = cols.get("ts")
+    index = {int(v): i for i, v in enumerate(ts)} if ts is not None else {}
+
+    def when(v: Any) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "open"
+        return pd.to_datetime(int(v), unit="ms", utc=True).strftime("%Y-%m-%d %H:%M")
+
+    out = []
+    for r in trips.to_dict("records"):
+        base = equity[index.get(int(r["entry_time"]), 0)]
+        out.append({
+            "side": r["side"], "entry time": when(r["entry_time"]),
+            "entry price": fmt.cell(r["entry_price"], "num"),
+            "exit time": when(r["exit_time"]), "exit price": fmt.cell(r["exit_price"], "num"),
+            "size": f"{r['size']:.6g}", "fees": fmt.cell(r["fees"], "num"), "P&L": fmt.cell(r["pnl"], "num"),
+            "P&L %": fmt.cell(r["pnl"] / base if base and r["pnl"] is not None else None, "pct"),
+            "exit": r["exit"],
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=list(TRADE_COLUMNS))
 
 
 def equity_curves(run_dir: Path, split: str = "test", notes: Notes = None) -> pd.DataFrame | None:
@@ -508,11 +518,14 @@ def compare_table(outputs: str | os.PathLike, run_ids: list[str], notes: Notes =
     return pd.DataFrame(rows)
 
 
-def _cell(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "-"
+def _cell(x: Any, field: str = "") -> str:
     if isinstance(x, bool | np.bool_):
         return str(bool(x)).lower()
+    if field in fmt.METRIC_KINDS or field == "buy_and_hold_return":
+        return fmt.cell(None if x is None else float(x) if isinstance(x, int | float | np.number) else x,
+                        fmt.METRIC_KINDS.get(field, "pct"))
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
     if isinstance(x, int | np.integer):
         return f"{int(x):,}"
     if isinstance(x, float | np.floating):
@@ -525,9 +538,9 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["field"])
     fields = [c for c in table.columns if c != "run"]
-    out = {"field": fields}
+    out = {"field": [fmt.header(f) if f != "buy_and_hold_return" else f"{f} %" for f in fields]}
     for _, row in table.iterrows():
-        out[str(row["run"])] = [_cell(row[f]) for f in fields]
+        out[str(row["run"])] = [_cell(row[f], f) for f in fields]
     return pd.DataFrame(out)
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from tradelab_jax import runs
+from tradelab_jax import fmt, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
 from tradelab_jax.ui.tabs import Shared, md, notes_md
 from tradelab_jax.ui.tabs.launch import JobPanel
 
-EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *results.SUMMARY_METRICS])
-EMPTY_TRADES = pd.DataFrame(columns=["time", "t", "close", "order_size", "fill_price", "position", "equity"])
+EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *map(fmt.header, results.SUMMARY_METRICS)])
+EMPTY_TRADES = pd.DataFrame(columns=list(results.TRADE_COLUMNS))
 EMPTY_VIEW = ["", "", None, EMPTY_EVAL, None, EMPTY_TRADES, ""]  # the run view with no run open
 
 
