@@ -37,6 +37,7 @@ FEATURES_F32_ATOL: dict[str, float] = {
     "realized_vol": 1e-4,
     "volume_zscore": 2e-5,
     "taker_imbalance": 1e-5,
+    "column": 1e-4,
 }
 # Close location value (2c - h - l) / (h - l) is ill-conditioned in float32: a quiet 1-minute bar's range
 # at ~100,000 USD is a few cents, a few float32 ulps (0.0078), so its float32 value can be off by O(1).
