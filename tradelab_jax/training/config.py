@@ -75,7 +75,7 @@ class RunConfig:
     pack: bool = False  # with -m: pack the sweepable keys of a multirun into one compiled program
     print_summary: bool = True
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # docs/tracking.md
-    devices: str = "all"  # local devices a packed sweep's points are sharded over: all or a count
+    devices: str = "1"  # local devices a packed sweep's points are sharded over: all or a count
 
 
 SweepEnvConfig = make_dataclass("SweepEnvConfig", _sweep_fields(ENV_KNOBS, SWEEPABLE_ENV))

@@ -134,7 +134,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
-    mesh = points_mesh(S, run_cfg.get("devices", "all"))
+    mesh = points_mesh(S, run_cfg.get("devices", "1"))  # runs saved before run.devices: 1
     v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh.size)
 
     t_start = time.perf_counter()
