@@ -75,6 +75,7 @@ class RunConfig:
     pack: bool = False  # with -m: pack the sweepable keys of a multirun into one compiled program
     print_summary: bool = True
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # docs/tracking.md
+    mlflow_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite under <outputs>/mlruns
     devices: str = "1"  # local devices a packed sweep's points are sharded over: all or a count
 
 
