@@ -184,3 +184,9 @@ def test_a_run_against_an_mlflow_server_and_no_secret_anywhere(local, server, tm
                 assert value.encode() not in data, f"{name} found in {p}"
     for value in SECRETS.values():
         assert value not in proc.stderr and value not in proc.stdout
+
+
+def test_the_recorded_uri_drops_credentials():
+    assert tl_mlflow.public_uri("https://bob:s3cret@mlflow.example:5000/x") == "https://mlflow.example:5000/x"
+    assert tl_mlflow.public_uri("sqlite:////tmp/a/mlflow.db") == "sqlite:////tmp/a/mlflow.db"
+    assert tl_mlflow.tracking_uri({"run": {"mlflow_uri": "http://127.0.0.1:1"}}) == "http://127.0.0.1:1"
