@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradelab_jax.errors import UserError
-from tradelab_jax.knobs import ALL_KNOBS, ENV_KNOBS
+from tradelab_jax.knobs import AGENT_KNOBS, ALL_KNOBS, ENV_KNOBS
 from tradelab_jax.ui import forms
 
 CHOICES = forms.Choices(
@@ -324,3 +324,88 @@ def test_the_trainer_composes_what_the_form_produces(tmp_path):
     assert errors == {}
     compose.register()
     compose.check_overrides([*plan.overrides, forms.run_dir_override(tmp_path / "multirun" / "x_ui")])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The "Advanced" section and the experiment preset
+
+
+def test_the_advanced_section_holds_every_other_env_and_ppo_knob():
+    on_form = {f.knob.key for n, f in forms.FIELD_TABLE.items() if f.knob and n not in forms.ADVANCED}
+    keys = {f"env.{k}" for k in ENV_KNOBS} | {f"agent.{k}" for k in AGENT_KNOBS}
+    assert {forms.FIELD_TABLE[n].knob.key for n in forms.ADVANCED} == keys - on_form
+    assert "slippage_bps" in forms.ADVANCED and "lr" in forms.ADVANCED
+    # Each starts blank, so a launch with the defaults passes none of them.
+    assert all(forms.initial_values(CHOICES)[n] == "" for n in forms.ADVANCED)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "override"),
+    [
+        ("slippage_bps", "2", "env.slippage_bps=2.0"),
+        ("lr", "3e-4", "agent.lr=0.0003"),
+        ("update_epochs", "8", "agent.update_epochs=8"),
+        ("reward", "pnl", "env.reward=pnl"),
+        ("random_start", "false", "env.random_start=false"),
+    ],
+)
+def test_an_advanced_value_becomes_its_override(field, text, override):
+    plan, errors = forms.parse_form(values(**{field: text}), CHOICES)
+    assert errors == {} and override in plan.overrides
+    base, _ = forms.parse_form(values(), CHOICES)
+    assert set(plan.overrides) - set(base.overrides) == {override}
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "key"),
+    [("slippage_bps", "-1", "env.slippage_bps"), ("gamma", "1.5", "agent.gamma"),
+     ("reward", "sharpe", "env.reward"), ("anneal_lr", "maybe", "agent.anneal_lr")],
+)
+def test_a_bad_advanced_value_gets_the_knob_tables_sentence(field, text, key):
+    plan, errors = forms.parse_form(values(**{field: text}), CHOICES)
+    assert plan is None and list(errors) == [field]
+    knob = ALL_KNOBS[key]
+    assert errors[field].startswith(f"invalid {key}=") and errors[field].endswith(f"expected {knob.valid}")
+    typed = text if knob.kind in ("bool", "choice") else float(text)
+    with pytest.raises(UserError) as cli:
+        knob.check(typed)
+    assert str(cli.value) == errors[field]
+
+
+def test_num_minibatches_from_the_advanced_section_drives_the_budget_check():
+    plan, errors = forms.parse_form(values(num_minibatches="3"), CHOICES)  # 4 x 128 = 512 is not divisible
+    assert plan is None and "agent.num_minibatches=3" in errors["num_envs"]
+
+
+def test_the_experiment_preset_reaches_the_launched_argv(outputs, make_queue):
+    choices = dataclasses.replace(CHOICES, experiments=("demo", "spot_costs"))
+    plan, errors = forms.parse_form(values(experiment="spot_costs", slippage_bps="3"), choices)
+    assert errors == {} and plan.overrides[0] == "experiment=spot_costs"
+    # Fields left at their start value leave the preset's (spot_costs trades market orders); the tag and a
+    # changed value are kept.
+    assert not any(o.startswith(("env.order_type=", "env.risk_pct=")) for o in plan.overrides)
+    assert "env.slippage_bps=3.0" in plan.overrides and "run.tag=ui" in plan.overrides
+    job = make_queue().submit(plan)
+    assert job.argv[2:-1] == list(plan.overrides) and "experiment=spot_costs" in job.argv
+    mine = values(experiment="spot_costs", order_type="market", risk_pct="0.02")
+    changed, _ = forms.parse_form(mine, choices)
+    assert {"env.order_type=market", "env.risk_pct=0.02"} <= set(changed.overrides)
+    none, _ = forms.parse_form(values(experiment="none"), choices)
+    assert not any(o.startswith("experiment=") for o in none.overrides)
+    bad, errs = forms.parse_form(values(experiment="nope"), choices)
+    assert bad is None and errs["experiment"].endswith("valid: none, demo, spot_costs")
+
+
+def test_the_real_presets_compose_with_advanced_values(tmp_path):
+    from tradelab_jax.training import compose
+
+    choices = forms.load_choices()
+    assert {"spot_costs", "demo"} <= set(choices.experiments)
+    plan, errors = forms.parse_form(
+        {**forms.initial_values(choices), "experiment": "spot_costs", "slippage_bps": "3", "gamma": "0.9",
+         "anneal_lr": "false"},
+        choices,
+    )
+    assert errors == {}
+    compose.register()
+    compose.check_overrides([*plan.overrides, forms.run_dir_override(tmp_path / "x_ui")])

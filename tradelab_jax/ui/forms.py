@@ -53,6 +53,7 @@ class Choices:
     feature_sets: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
     data_configs: tuple[str, ...] = ()  # conf/data/<id>.yaml options (use `data=<id>` for those)
+    experiments: tuple[str, ...] = ()  # conf/experiment/<name>.yaml presets (``experiment=<name>``)
 
     def dataset_ids(self) -> tuple[str, ...]:
         return tuple(d.id for d in self.datasets if d.ok)
@@ -194,6 +195,35 @@ def _switch(knob: Knob) -> Field:
     return Field(lambda raw, _: knob.check(raw), lambda on, _: [f"{knob.key}={str(bool(on)).lower()}"], knob)
 
 
+def _parse_flag(raw: Any) -> Any:
+    """``"true"``/``"false"`` (a dropdown's text) as a bool; anything else is left for the knob to judge."""
+    return {"true": True, "false": False}.get(raw.strip().lower(), raw) if isinstance(raw, str) else raw
+
+
+def _optional_choice(knob: Knob) -> Field:
+    """A bool or choice knob that starts blank (the config's default); a value is checked by the knob."""
+
+    def parse(raw: Any, _: Choices) -> Any:
+        if raw is None or str(raw).strip() == "":
+            return None
+        x = knob.check(_parse_flag(raw) if knob.kind == "bool" else raw)
+        return knob.name_of(x) if knob.kind == "choice" else x
+
+    def overrides(x: Any, _: Choices) -> list[str]:
+        if x is None:
+            return []
+        return [f"{knob.key}={str(x).lower() if isinstance(x, bool) else x}"]
+
+    return Field(parse, overrides, knob, optional=True)
+
+
+def _advanced(knob: Knob) -> Field:
+    """An advanced knob: blank keeps the config's (or the preset's) value; a value gets the knob's check."""
+    if knob.kind in ("float", "int"):
+        return _number(knob.key, knob, optional=True)
+    return _optional_choice(knob)
+
+
 def _buckets(what: str, knob: Knob) -> Field:
     return Field(
         lambda raw, _: list(knob.check(parse_numbers(raw, what=what))),
@@ -221,6 +251,18 @@ def _parse_features(raw: Any, choices: Choices) -> str:
     return raw
 
 
+NO_EXPERIMENT = "none"
+
+
+def _parse_experiment(raw: Any, choices: Choices) -> str | None:
+    if raw is None or str(raw).strip() in ("", NO_EXPERIMENT):
+        return None
+    if raw not in choices.experiments:
+        valid = ", ".join([NO_EXPERIMENT, *choices.experiments])
+        raise FieldError(f"experiment preset {raw!r} is not a file in conf/experiment; valid: {valid}")
+    return raw
+
+
 def _parse_tag(raw: Any, _: Choices) -> str:
     tag = "" if raw is None else str(raw)
     if not TAG_RE.match(tag):
@@ -233,6 +275,8 @@ def _parse_tag(raw: Any, _: Choices) -> str:
 
 # Display order, which is also the order of the overrides; parse_form's errors are keyed by these names.
 FIELD_TABLE: dict[str, Field] = {
+    "experiment": Field(_parse_experiment, lambda name, _: [] if name is None else [f"experiment={name}"],
+                        optional=True),
     "dataset": Field(_parse_dataset, _dataset_overrides),
     "features": Field(_parse_features, lambda name, _: [f"features={name}"]),
     "risk_pct": _swept("risk per trade", ENV_KNOBS["risk_pct"]),
@@ -249,6 +293,12 @@ FIELD_TABLE: dict[str, Field] = {
     "seeds": _swept("seeds", SEED),
     "tag": Field(_parse_tag, lambda tag, _: [f"run.tag={tag}"]),
 }
+# The "Advanced" section: every other env and PPO knob of the knob table, each blank by default.
+_ON_FORM = {f.knob.key for f in FIELD_TABLE.values() if f.knob}
+ADVANCED: tuple[str, ...] = tuple(
+    k.name for k in (*ENV_KNOBS.values(), *AGENT_KNOBS.values()) if k.key not in _ON_FORM
+)
+FIELD_TABLE.update({name: _advanced({**ENV_KNOBS, **AGENT_KNOBS}[name]) for name in ADVANCED})
 FIELDS = tuple(FIELD_TABLE)
 # (sweep key, field) of the fields that take several values; each becomes a packed-sweep axis.
 SWEPT_FIELDS = tuple((f.axis, name) for name, f in FIELD_TABLE.items() if f.axis)
@@ -271,7 +321,10 @@ def _check_budget(p: dict[str, Any], choices: Choices) -> dict[str, str]:
     if not {"total_timesteps", "num_envs", "num_steps"} <= p.keys():
         return {}
     try:
-        num_updates(p["total_timesteps"], p["num_envs"], p["num_steps"], choices.default("num_minibatches"))
+        minibatches = p.get("num_minibatches")
+        if minibatches is None:
+            minibatches = choices.default("num_minibatches")
+        num_updates(p["total_timesteps"], p["num_envs"], p["num_steps"], minibatches)
     except UserError as err:
         return {err.field: str(err)}
     return {}
@@ -293,6 +346,14 @@ CROSS_CHECKS: tuple[Callable[[dict[str, Any], Choices], dict[str, str]], ...] = 
 )
 
 
+def _at_start(name: str, value: Any, choices: Choices) -> bool:
+    """Whether a knob field (not an optional one) still holds the value the form started with."""
+    f = FIELD_TABLE[name]
+    if f.knob is None or f.optional:
+        return False
+    return f.parse(initial_values(choices)[name], choices) == value
+
+
 def parse_form(values: dict[str, Any], choices: Choices) -> tuple[LaunchPlan | None, dict[str, str]]:
     """``(plan, errors)``: a plan when every field is valid, else ``None`` and ``{field: sentence}``."""
     parsed: dict[str, Any] = {}
@@ -307,8 +368,12 @@ def parse_form(values: dict[str, Any], choices: Choices) -> tuple[LaunchPlan | N
             errors.setdefault(name, sentence)  # a field's own error is the one to fix first
     if errors:
         return None, errors
+    if parsed.get("experiment"):
+        # A preset sets its own values: a knob field left at its starting value leaves the preset's.
+        parsed = {n: v for n, v in parsed.items() if not _at_start(n, v, choices)}
     axes = _axes(parsed)
-    overrides = tuple(o for name, f in FIELD_TABLE.items() for o in f.overrides(parsed[name], choices))
+    overrides = tuple(o for name, f in FIELD_TABLE.items() if name in parsed
+                      for o in f.overrides(parsed[name], choices))
     points = math.prod(len(v) for v in axes.values())
     return LaunchPlan(overrides=overrides, tag=parsed["tag"], points=points, axes=axes), {}
 
@@ -351,7 +416,10 @@ def load_choices(lake: str | Path | None = None, conf: str | Path | None = None)
             defaults["dataset"] = d["data"]
         if isinstance(d, dict) and "features" in d:
             defaults["features"] = d["features"]
-    return Choices(datasets=datasets, feature_sets=features, defaults=defaults, data_configs=data_configs)
+    presets = (conf_dir / "experiment").glob("*.yaml")
+    experiments = tuple(sorted(p.stem for p in presets if TAG_RE.match(p.stem)))
+    return Choices(datasets=datasets, feature_sets=features, defaults=defaults, data_configs=data_configs,
+                   experiments=experiments)
 
 
 def _start_text(value: Any) -> Any:

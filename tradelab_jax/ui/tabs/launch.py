@@ -11,6 +11,7 @@ import gradio as gr
 
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import ALL_KNOBS
 from tradelab_jax.ui import forms
 from tradelab_jax.ui.jobs import LOG_FILE, JobQueue
 from tradelab_jax.ui.tabs import Shared, md
@@ -32,7 +33,17 @@ FIELD_LABELS = {
     "chunk_updates": "Updates per chunk (progress and checkpoint cadence)",
     "seeds": "Seeds (several values sweep)",
     "tag": "Experiment tag",
+    "experiment": "Experiment preset (conf/experiment; fields left at their start value keep the preset's)",
 }
+
+
+def advanced_label(name: str) -> str:
+    """An advanced knob's label, from the knob table: key, unit, meaning and the default a blank keeps."""
+    knob = ALL_KNOBS[f"{'env' if name in forms.ENV_KNOBS else 'agent'}.{name}"]
+    default = knob.config_default()
+    text = str(default).lower() if isinstance(default, bool) else forms._start_text(default)
+    parts = [knob.key, *(x for x in (knob.unit, knob.help) if x)]
+    return f"{' · '.join(parts)} (blank = {text})"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -152,7 +163,8 @@ def _form_fields(choices: forms.Choices) -> tuple[dict[str, Any], dict[str, gr.M
     def add(name: str, kind=gr.Textbox, **kw) -> None:
         if kind is gr.Textbox:
             kw.setdefault("value", start[name])
-        inputs[name] = kind(label=FIELD_LABELS[name], elem_id=f"f-{name}", **kw)
+        label = FIELD_LABELS[name] if name in FIELD_LABELS else advanced_label(name)
+        inputs[name] = kind(label=label, elem_id=f"f-{name}", **kw)
         errors[name] = gr.Markdown("", visible=False, elem_id=f"err-{name}", elem_classes=["field-error"])
 
     def pair(a: tuple, b: tuple) -> None:
@@ -162,6 +174,8 @@ def _form_fields(choices: forms.Choices) -> tuple[dict[str, Any], dict[str, gr.M
                     add(name, kind, **kw)
 
     text = gr.Textbox
+    presets = [forms.NO_EXPERIMENT, *choices.experiments]
+    add("experiment", gr.Dropdown, choices=presets, value=forms.NO_EXPERIMENT)
     with gr.Group():
         gr.Markdown("**Data**")
         datasets = [(d.label, d.id) for d in choices.datasets]
@@ -190,6 +204,15 @@ def _form_fields(choices: forms.Choices) -> tuple[dict[str, Any], dict[str, gr.M
             ("seeds", text, {"placeholder": "0 or 0, 1, 2"}),
             ("tag", text, {"placeholder": "letters, digits, _ and -"}),
         )
+    with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+        gr.Markdown("The other env and PPO knobs; a blank field keeps the config's (or the preset's) value.")
+        for name in forms.ADVANCED:
+            knob = forms.FIELD_TABLE[name].knob
+            if knob.kind in ("bool", "choice"):
+                names = ["true", "false"] if knob.kind == "bool" else list(knob.choices)
+                add(name, gr.Dropdown, choices=[("default", ""), *((n, n) for n in names)], value="")
+            else:
+                add(name, placeholder=forms._start_text(knob.config_default()))
     return inputs, errors
 
 
