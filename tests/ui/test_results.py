@@ -220,3 +220,30 @@ def test_a_sweep_point_resumes_with_its_sweep_and_a_plain_multirun_point_alone(o
     make_run(hydra, "2", status="failed", tag="m", checkpoint=1)
     target = results.resume_target(outputs, "multirun/20251126T150000Z_m/2")
     assert (target.dir_id, target.path, target.points) == ("multirun/20251126T150000Z_m/2", hydra / "2", 1)
+
+
+def test_the_run_view_links_tensorboard_and_the_stats_verdict(populated):
+    import json
+
+    from tradelab_jax.ui.tabs.runs import links_md
+
+    alpha = results.resolve_run(populated, "20251126T110000Z_alpha")
+    assert links_md(populated, alpha) == f"TensorBoard: `tensorboard --logdir {populated}`"
+    verdict = "best of 2 configurations: Sharpe 0.41; PBO n/a (needs at least 2 configurations)"
+    (alpha / results.STATS_FILE).write_text(json.dumps({"schema": 1, "verdict": verdict}))
+    lines = links_md(populated, alpha).split("  \n")
+    assert lines[0].startswith("TensorBoard: `tensorboard --logdir ") and len(lines) == 2
+    assert lines[1] == "Statistics (20251126T110000Z\\_alpha/stats.json): " + verdict
+    # A sweep point shows its sweep's verdict; a stats.json without one is a note, not a line.
+    sweep = populated / "multirun" / "20251126T140000Z_sw"
+    (sweep / results.STATS_FILE).write_text(json.dumps({"verdict": "1 configuration over 2 point(s): x"}))
+    where = "multirun/20251126T140000Z\\_sw/stats.json"
+    point_links = links_md(populated, sweep / "0")
+    assert point_links.endswith(f"Statistics ({where}): 1 configuration over 2 point(s): x")
+    (sweep / results.STATS_FILE).write_text(json.dumps({"verdict": None}))
+    notes: list[str] = []
+    assert "Statistics" not in links_md(populated, sweep / "0", notes)
+    assert notes == [f"{sweep / results.STATS_FILE} holds no verdict sentence"]
+    (sweep / results.STATS_FILE).write_text("[1, 2")
+    notes = []
+    assert "Statistics" not in links_md(populated, sweep / "1", notes) and "not valid JSON" in notes[0]

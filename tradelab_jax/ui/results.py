@@ -624,6 +624,29 @@ def resume_target(outputs: str | os.PathLike, run_id: Any) -> ResumeTarget:
     )
 
 
+STATS_FILE = "stats.json"  # written by `tradelab stats DIR` (tradelab_jax/stats; docs/statistics.md)
+
+
+def stats_verdict(outputs: str | os.PathLike, run_dir: Path, notes: Notes = None) -> tuple[str, str] | None:
+    """``(where, verdict)``: the verdict sentence of the run's stats.json, else of its sweep's (the folder a
+    sweep point lies in); ``None`` when neither has one. ``where`` is the file relative to ``outputs``."""
+    root = Path(outputs).resolve()
+    for d in (Path(run_dir), Path(run_dir).parent):
+        if d.resolve() == root or not (d / STATS_FILE).exists():
+            continue
+        s = _read(lambda p: runs._read_mapping(p, STATS_FILE), d, notes, {})
+        verdict = s.get("verdict")
+        if not isinstance(verdict, str) or not verdict.strip():
+            _note(notes, f"{d / STATS_FILE} holds no verdict sentence")
+            continue
+        try:
+            where = (d.resolve() / STATS_FILE).relative_to(root)
+        except ValueError:
+            where = d / STATS_FILE
+        return str(where), verdict.strip()
+    return None
+
+
 def status_line(run_dir: Path, notes: Notes = None) -> str:
     """A one-line summary of a run's status.json for the run view."""
     st = _safe_status(run_dir, notes) or {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from tradelab_jax import fmt, runs
+from tradelab_jax import fmt, runs, tracking
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
 from tradelab_jax.ui.tabs import Shared, md, notes_md
@@ -23,7 +23,7 @@ from tradelab_jax.ui.tabs.launch import JobPanel
 
 EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *map(fmt.header, results.SUMMARY_METRICS)])
 EMPTY_TRADES = pd.DataFrame(columns=list(results.TRADE_COLUMNS))
-EMPTY_VIEW = ["", "", None, EMPTY_EVAL, None, EMPTY_TRADES, ""]  # the run view with no run open
+EMPTY_VIEW = ["", "", "", None, EMPTY_EVAL, None, EMPTY_TRADES, ""]  # the run view with no run open
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,23 @@ class RunView:
     pick: gr.Dropdown
     split: gr.Radio
     error: gr.Markdown
-    shown: list  # error, status line, equity plot, eval table, metrics plot, trades table, config
+    shown: list  # error, status line, links, equity plot, eval table, metrics plot, trades table, config
 
     @property
     def io(self) -> tuple[list, list]:
         """``(inputs, outputs)`` of an event that (re)opens the picked run."""
         return [self.pick, self.split], self.shown
+
+
+def links_md(outputs: Path, run_dir: Path, notes: list[str] | None = None) -> str:
+    """The run's links as Markdown lines: the TensorBoard command (and MLflow / W&B runs) of
+    :func:`tradelab_jax.tracking.links`, and the verdict of its (or its sweep's) stats.json."""
+    lines = list(tracking.links(run_dir, outputs))
+    found = results.stats_verdict(outputs, run_dir, notes)
+    if found:
+        where, verdict = found
+        lines.append(f"Statistics ({md(where)}): {md(verdict)}")
+    return "  \n".join(lines)
 
 
 def open_run(outputs: Path, run_id: str | None, split: str) -> list:
@@ -65,6 +76,7 @@ def open_run(outputs: Path, run_id: str | None, split: str) -> list:
     title = f"{run_id}: equity on the {split} split, agent vs buy-and-hold (drawdown below)"
     shown_view = [
         shown("status line", lambda: results.status_line(d, notes), ""),
+        shown("links", lambda: links_md(outputs, d, notes), ""),
         shown("equity plot", lambda: results.plot_equity(results.equity_curves(d, split, notes), title),
               None),
         shown("evaluation summary", lambda: results.eval_table(d, notes), EMPTY_EVAL),
@@ -137,6 +149,7 @@ def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobP
         status = gr.Markdown("", elem_id="run-status")
         resume_btn = gr.Button("Resume", elem_id="run-resume", scale=0, min_width=120)
     resume_msg = gr.Markdown("", elem_id="resume-msg")
+    links = gr.Markdown("", elem_id="run-links")
     with gr.Row():
         split = gr.Radio(["test", "val"], value="test", label="Evaluation split", elem_id="run-split")
     equity_plot = gr.Plot(
@@ -153,7 +166,7 @@ def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobP
         trades_df = gr.Dataframe(EMPTY_TRADES, interactive=False, elem_id="trades-table", max_height=360)
     with gr.Accordion("Config (config.yaml)", open=False):
         config_code = gr.Code(language="yaml", interactive=False, elem_id="run-config")
-    view = RunView(pick, split, error, [error, status, equity_plot, eval_df, metrics_plot, trades_df,
+    view = RunView(pick, split, error, [error, status, links, equity_plot, eval_df, metrics_plot, trades_df,
                                         config_code])  # fmt: skip
     _files(shared, pick)
 
