@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from tradelab_jax import io as tl_io
 from tradelab_jax.errors import UserError
 
-NAMES = ("tensorboard", "mlflow")  # wandb: issue 17, not yet written
+NAMES = ("tensorboard", "mlflow", "wandb")
 DEFAULT = ["tensorboard"]
 TB_DIR = "tb"  # TensorBoard event files inside each run directory
 TRACKING_FILE = "tracking.json"  # the MLflow run id / W&B id, so a resume continues the same run
