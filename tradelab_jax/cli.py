@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "archive": ("tradelab_jax.archive", "push, pull and list run directories in S3"),
     "pod": ("tradelab_jax.pod", "launch and manage training on rented GPU pods"),
     "check": ("tradelab_jax.checks.cli", "prove features, observations and policies free of look-ahead"),
-    "stats": ("tradelab_jax.stats.cli", "intervals over seeds and folds, deflated Sharpe and PBO -> stats.json"),
+    "stats": ("tradelab_jax.stats.cli", "intervals over seeds and folds, deflated Sharpe, PBO -> stats.json"),
     "report": ("tradelab_jax.report", "one self-contained HTML report of a run or sweep"),
     "paper": ("tradelab_jax.paper", "paper-trade a trained policy on live candles (never sends an order)"),
     "runs": ("tradelab_jax.runs_cli", "list and prune run directories"),
