@@ -43,6 +43,13 @@ def test_a_failing_logger_is_one_warning_and_off(capsys):
     assert err.count("warning: mlflow logger disabled") == 1 and not lg.active
 
 
+def test_a_logger_is_made_on_its_first_record_so_a_refused_run_leaves_nothing():
+    made = []
+    lg = tracking.Guarded("tensorboard", lambda: made.append(1) or object())
+    lg.close()  # a run that never trained: nothing made, nothing written
+    assert made == [] and lg.active
+
+
 def test_unknown_logger_name_is_one_sentence():
     with pytest.raises(Exception, match="valid: tensorboard"):
         tracking.check_names(["tensorbored"])

@@ -80,17 +80,22 @@ def write_tracking(run_dir: Path, **entries: Any) -> None:
 
 
 class Guarded:
-    """Wraps a logger: its first exception becomes one warning line and switches it off."""
+    """Wraps a logger: its first exception becomes one warning line and switches it off.
+
+    The logger is made on its first record, not when the run starts: a run refused before it trains (a
+    resume whose checkpoint is unreadable, a compile error) leaves no event file or remote run behind.
+    """
 
     def __init__(self, name: str, make, stream=None):
         self.name, self.stream = name, stream
-        self.inner = None
-        self._call(lambda: setattr(self, "inner", make()))
+        self.inner, self._make = None, make
 
-    def _call(self, fn) -> None:
-        if self.name is None:
+    def _call(self, fn, *, start: bool = True) -> None:
+        if self.name is None or (self.inner is None and not start):
             return
         try:
+            if self.inner is None:
+                self.inner = self._make()
             fn()
         except Exception as err:  # a tracking failure must never end training
             msg = " ".join(f"{type(err).__name__}: {err}".split())[:300]
@@ -105,7 +110,7 @@ class Guarded:
         self._call(lambda: self.inner.log_final(summary, hparams, run_dir))
 
     def close(self):
-        self._call(lambda: self.inner.close())
+        self._call(lambda: self.inner.close(), start=False)
 
     @property
     def active(self) -> bool:
