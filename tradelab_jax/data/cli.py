@@ -164,6 +164,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provenance", metavar="FILE", help="Markdown file describing where the trades came from")
     p.add_argument("--replace", action="store_true", help="overwrite an existing dataset with the same id")
     _add_lake(p)
+
+    p = sub.add_parser(
+        "stream",
+        help="store live closed candles from the exchange's websocket (ccxt.pro), gaps filled by REST",
+        description=(
+            "Watch candles with ccxt.pro watch_ohlcv and store each one once it has closed (when the next "
+            "one opens). On start and after every reconnect the bars since the last stored one come from the "
+            "REST API (data ingest's backfill), so the dataset has no gap the exchange could fill and no "
+            "duplicate. Each closed candle is fsynced to a journal, then compacted into the month files with "
+            "the manifest refreshed; a restart replays the journal. Reconnects with backoff after a drop, a "
+            "stall or an exchange error. SIGINT/SIGTERM stop cleanly. See docs/streaming.md."
+        ),
+        epilog=EPILOG,
+    )
+    p.add_argument("--exchange", required=True, help="ccxt exchange id with a ccxt.pro client, e.g. binance")
+    p.add_argument("--symbol", required=True, help="ccxt symbol(s), comma-separated: BTC/USDT,ETH/USDT")
+    p.add_argument("--timeframe", required=True, help="bar length, e.g. 1m")
+    p.add_argument("--dataset-id", help="dataset id(s), one per symbol, comma-separated (default "
+                   "<exchange>_<base><quote>_<timeframe>)")
+    p.add_argument("--since", help="first bar of a dataset that has none yet (ISO UTC or epoch ms; default: "
+                   "the first candle streamed)")
+    p.add_argument("--stall-s", type=float, help="reconnect after this many seconds without a message "
+                   "(default 30)")
+    p.add_argument("--ws-url", help="override the websocket URL (e.g. ws://127.0.0.1:9000/ws)")
+    p.add_argument("--rest-url", help="override the REST base URL (as data ingest --api-url)")
+    p.add_argument("--config", metavar="FILE|PRESET", help="stream settings: a YAML file or a preset of "
+                   "conf/stream/ (ws_url, rest_url, stall_s, backoff_s, max_backoff_s, compact_every, "
+                   "timeout_s, max_retries, status_every_s)")
+    p.add_argument("--compact-every", type=int, help="closed candles per compaction into the month files "
+                   "(default 1)")
+    p.add_argument("--no-status", action="store_true", help="hide the live status line")
+    p.add_argument("--json", action="store_true", help="print the final counts as JSON")
+    _add_lake(p)
     return parser
 
 
@@ -176,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": _list,
         "resample": _resample,
         "trades-to-bars": _trades_to_bars,
+        "stream": _stream,
     }[args.command]
     if args.command in WRITING_COMMANDS:
         from tradelab_jax.paths import check_output_dir, resolve_lake
@@ -325,6 +359,41 @@ def _trades_to_bars(args: argparse.Namespace) -> int:
     print(f"built {_summary(manifest)}")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _stream(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tradelab_jax.data.stream import StreamConfig, config_from, result_json, run
+
+    base = StreamConfig(exchange=args.exchange, symbols=_split(args.symbol), timeframe=args.timeframe,
+                        dataset_ids=_split(args.dataset_id), lake=args.lake, since=args.since,
+                        status=not args.no_status)
+    cfg = config_from(base, args.config, ws_url=args.ws_url, rest_url=args.rest_url, stall_s=args.stall_s,
+                      compact_every=args.compact_every)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = run(cfg, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.json:
+        print(result_json(result))
+    else:
+        print(
+            f"stopped: stored {result.total_stored():,} closed bar(s) ("
+            + ", ".join(f"{s} {n:,}" for s, n in result.bars_stored.items())
+            + f"), {result.reconnects} reconnect(s), {result.journal_replays} journal replay(s)"
+        )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
