@@ -197,6 +197,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-status", action="store_true", help="hide the live status line")
     p.add_argument("--json", action="store_true", help="print the final counts as JSON")
     _add_lake(p)
+
+    p = sub.add_parser(
+        "retain",
+        help="drop a dataset's bars older than a window or a date (dry run unless --yes)",
+        description=(
+            "Remove the bars opening before now minus --keep (e.g. 90d) or before --before DATE. Dry run by "
+            "default: it lists the month files that would go and the bytes freed; --yes deletes. The kept "
+            "bars are rewritten with the lake's writer (manifest switched atomically, under the dataset's "
+            "writer lock), so a kill leaves the old or the new version whole. The repo's shipped datasets "
+            "are never touched. See docs/streaming.md (retention, cron and systemd timers)."
+        ),
+        epilog=EPILOG,
+    )
+    p.add_argument("dataset_id", help="dataset to trim")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--keep", help="keep this much before now (UTC): 90d, 12h, 2w")
+    when.add_argument("--before", help="remove bars opening before this date/time (ISO UTC or epoch ms)")
+    p.add_argument("--config", metavar="FILE|PRESET", help="a retention preset of conf/retention/ or a "
+                   "YAML file; its data: section gives keep or before")
+    p.add_argument("--yes", action="store_true", help="delete (default: only list what would go)")
+    _add_lake(p)
     return parser
 
 
@@ -210,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "resample": _resample,
         "trades-to-bars": _trades_to_bars,
         "stream": _stream,
+        "retain": _retain,
     }[args.command]
     if args.command in WRITING_COMMANDS:
         from tradelab_jax.paths import check_output_dir, resolve_lake
@@ -394,6 +416,23 @@ def _stream(args: argparse.Namespace) -> int:
         )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _retain(args: argparse.Namespace) -> int:
+    from tradelab_jax.data.retain import read_preset, retain
+
+    keep, before = args.keep, args.before
+    if keep is None and before is None and args.config:
+        preset = read_preset(args.config, "data", ("keep", "before"))
+        keep, before = preset.get("keep"), preset.get("before")
+    plan = retain(_lake(args), args.dataset_id, keep=keep, before=before, yes=args.yes)
+    if not plan.bars_removed:
+        print(plan.describe())
+    elif args.yes:
+        print(f"removed {plan.describe()}")
+    else:
+        print(f"would remove {plan.describe()}\ndry run: nothing was deleted; add --yes to delete")
     return 0
 
 
