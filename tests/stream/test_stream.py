@@ -180,6 +180,8 @@ def test_kill_between_journal_and_compaction_then_restart(tmp_path, market, wait
                 second.kill()
     assert second.returncode == 0, err
     assert "Traceback" not in err
+    status = [line for line in err.splitlines() if "| reconnects" in line]
+    assert status and "BTC/USDT" in status[-1] and "stored" in status[-1]  # the final status line
     result = json.loads(out)
     assert result["journal_replays"] == 1 and result["replayed_bars"] == len(journaled)
     assert_lake_is(lake, "binance_btcusdt_1m", {k: v[:end] for k, v in bars["BTC/USDT"].items()})
