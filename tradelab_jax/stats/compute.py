@@ -120,7 +120,7 @@ def compute(path) -> dict:
                                           for m in BEATS_METRICS} for b in baselines}
         out_configs.append(entry)
         returns.append(r)
-    result = {"schema": SCHEMA, "kind": kind, "dir": str(Path(path)), "configurations": len(out_configs),
+    result = {"schema": SCHEMA, "kind": kind, "configurations": len(out_configs),
               "points": len(points),
               "bootstrap": {"method": "stratified (seeds resampled within each fold), percentile interval",
                             "statistic": "IQM", "resamples": intervals.RESAMPLES,
@@ -198,3 +198,20 @@ def write_stats(path) -> dict:
     s = compute(path)
     atomic_write_json(Path(path) / STATS_FILE, s)
     return s
+
+
+def after_training(where, cfg: dict) -> str | None:
+    """The trainer's hook (training/session.finish): write stats.json into the run's or packed sweep's
+    directory once every point is evaluated; returns the verdict. A trading run only (gymnax runs have no
+    split metrics) and only when it was evaluated. A failure here is one warning, never a failed run: the
+    trained and evaluated run is done, and ``tradelab stats DIR`` can write the file again."""
+    import sys
+
+    if (cfg.get("env") or {}).get("kind") == "gymnax" or not (cfg.get("run") or {}).get("eval", True):
+        return None
+    try:
+        return write_stats(where)["verdict"]
+    except Exception as err:  # see the docstring: never fail a done run
+        print(f"warning: stats.json not written ({type(err).__name__}: {err}); run `tradelab stats {where}`",
+              file=sys.stderr)
+        return None

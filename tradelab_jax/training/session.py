@@ -178,6 +178,9 @@ def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
             evaluate.plot_equity(d / runs.EQUITY_FILE, evals[i]["curves"], title=_title(point.config))
         runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
         summaries.append(summary)
+    from tradelab_jax.stats.compute import after_training
+
+    after_training(plan.where, plan.base)  # stats.json beside the run's or sweep's files (issue 13)
     return summaries
 
 
