@@ -53,6 +53,7 @@ def normalise(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "eval_summary.json").read_text())
     for key in RUN_INFO_VOLATILE:
         summary["run"].pop(key, None)
+    summary.pop("data_splits", None)  # the split ranges (facts of the config, added after the goldens)
     metrics = []
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)

@@ -39,7 +39,9 @@ def _plain(overrides):
 
 def test_an_imported_dataset_is_a_data_option(lake_with_an_import):
     compose.check_overrides(["data=my_btc_5m"], multirun=False)  # composes and checks (manifest found)
-    assert _plain(["data=my_btc_5m"])["data"] == {"id": "my_btc_5m", "lake": None}
+    data = _plain(["data=my_btc_5m"])["data"]
+    assert {k: data[k] for k in ("id", "lake", "start", "end")} == {"id": "my_btc_5m", "lake": None,
+                                                                  "start": None, "end": None}
     assert "my_btc_5m" in compose.group_options("data")
 
 

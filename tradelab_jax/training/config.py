@@ -33,9 +33,26 @@ def _sweep_fields(knobs: dict[str, Knob], names: tuple[str, ...]) -> list[tuple[
 
 
 @dataclass
+class SplitConfig:
+    """How the (sub-period's) bars are cut into train, val and test, in time order (docs/training.md).
+
+    ``train`` and ``val`` are fractions of the bars (test gets the rest); ``val_start`` and ``test_start``
+    (UTC dates, both or neither) cut at those instants instead.
+    """
+
+    train: float = 0.70
+    val: float = 0.15
+    val_start: str | None = None
+    test_start: str | None = None
+
+
+@dataclass
 class DataConfig:
     id: str = "binance_btcusdt_1m"
     lake: str | None = None  # None: $TRADELAB_LAKE or the repo's data/
+    start: str | None = None  # UTC "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM": the sub-period [start, end)
+    end: str | None = None  # None: the dataset's first (start) or last (end) bar
+    split: SplitConfig = field(default_factory=SplitConfig)
 
 
 # The trading environment's knobs (units and meaning: docs/execution-semantics.md), from the knob table.

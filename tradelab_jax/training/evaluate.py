@@ -30,7 +30,7 @@ from tradelab_jax.data.schema import ms_to_iso
 from tradelab_jax.env import policies
 from tradelab_jax.env.policies import POLICIES, asset_return
 from tradelab_jax.env.rollout import rollout, trim_at_termination
-from tradelab_jax.training.envs import batch_env_params, dataset, is_gymnax, make_env
+from tradelab_jax.training.envs import batch_env_params, dataset, is_gymnax, make_env, split_record
 from tradelab_jax.training.runner import networks_for
 
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
@@ -141,9 +141,11 @@ def _evaluate_trading(points, params, swept=()) -> list[dict[str, Any]]:
                     ts_split = ts_all[start + 1 : last_bar + 1]
                     results[i]["curves"].setdefault(split, {})[policy] = (ts_split, curve)
             results[i]["splits"][split] = table
+    ranges = split_record(cfg)  # the data is the same for every point
     for r, b in zip(results, buckets, strict=True):
         r["telemetry"] = pd.concat(r["telemetry"], ignore_index=True) if r["telemetry"] else None
         r["policies"] = policy_descriptions(b)
+        r["data_splits"] = ranges
     return results
 
 

@@ -72,6 +72,16 @@ def _check_data(point: dict[str, Any]) -> None:
     ENV_KNOBS["window"].check(point["env"].get("window", ENV_KNOBS["window"].default))
 
 
+def _check_splits(plain: dict[str, Any]) -> None:
+    """``data.start``/``data.end`` and ``data.split.*``: the sub-period holds bars, and the training split
+    and every evaluated split have a bar to trade after the feature warm-up (training.envs)."""
+    from tradelab_jax.training.envs import check_splits
+
+    run = plain["run"]
+    evaluated = tuple(run.get("eval_splits") or ()) if run.get("eval", True) else ()
+    check_splits(plain, tuple(dict.fromkeys(("train", *evaluated))))
+
+
 def _check_knobs(point: dict[str, Any], warned: set[float]) -> None:
     from tradelab_jax.training.envs import trading_knobs
 
@@ -158,6 +168,7 @@ def check_config(plain: dict[str, Any]) -> None:
         _check_gymnax(plain)
         return
     _check_data(plain)  # data, features and window are the same for every point; only knobs vary
+    _check_splits(plain)
     warned: set[float] = set()
     for point in points:
         _check_knobs(point, warned)
