@@ -53,8 +53,11 @@ class EnvParams:
 
     ``ohlc`` is ``[T, 4]`` (open, high, low, close) in the params dtype and ``features`` ``[T, F]`` float32;
     they are the :data:`MARKET_FIELDS`, shared by every environment of a batch. Knob units are those of
-    docs/execution-semantics.md §7. ``start_min``/``start_max`` bound the episode's first decision bar and
-    ``last_bar`` is the split's last bar (inclusive): no decision is taken there, it has no ``t+1``.
+    docs/execution-semantics.md §7. ``start_min``/``start_max`` bound the episode's first decision bar,
+    less the starts ``[hole_lo, hole_hi)`` (a cross-validation fold's purged test window and embargo; empty,
+    ``hole_lo == hole_hi``, otherwise), and ``last_bar`` is the split's last bar (inclusive): no decision is
+    taken there, it has no ``t+1``. The bounds are traced leaves, so folds that differ only in them share
+    one compiled program.
     """
 
     ohlc: jax.Array
@@ -78,6 +81,8 @@ class EnvParams:
     start_min: jax.Array  # int
     start_max: jax.Array  # int
     last_bar: jax.Array  # int
+    hole_lo: jax.Array  # int: excluded starts [hole_lo, hole_hi), empty when equal
+    hole_hi: jax.Array  # int
 
 
 @struct.dataclass
@@ -101,8 +106,9 @@ class EnvState:
 
 
 def build_params(ohlc: Any, features: Any, *, start_min: int, start_max: int, last_bar: int,
-                 **knobs: Any) -> EnvParams:
-    """EnvParams from a ``[T, 4]`` OHLC array, a ``[T, F]`` feature matrix and the knobs (checked)."""
+                 hole: tuple[int, int] | None = None, **knobs: Any) -> EnvParams:
+    """EnvParams from a ``[T, 4]`` OHLC array, a ``[T, F]`` feature matrix and the knobs (checked);
+    ``hole`` is the ``[lo, hi)`` of starts excluded from ``[start_min, start_max]`` (default none)."""
     k = resolve_knobs(knobs)
     fdt, idt = float_dtype(), int_dtype()
     floats = {name: jnp.asarray(k[name], fdt) for name in FLOAT_PARAM_KNOBS}
@@ -119,6 +125,8 @@ def build_params(ohlc: Any, features: Any, *, start_min: int, start_max: int, la
         start_min=jnp.asarray(start_min, idt),
         start_max=jnp.asarray(start_max, idt),
         last_bar=jnp.asarray(last_bar, idt),
+        hole_lo=jnp.asarray(start_max + 1 if hole is None else hole[0], idt),
+        hole_hi=jnp.asarray(start_max + 1 if hole is None else hole[1], idt),
     )
 
 
@@ -162,15 +170,20 @@ def initial_state(params: EnvParams, start: jax.Array) -> EnvState:
 
 
 def sample_start(key: jax.Array, params: EnvParams) -> jax.Array:
-    """The episode's first decision bar: uniform over ``[start_min, start_max]``, or ``start_min``.
+    """The episode's first decision bar: uniform over ``[start_min, start_max]`` less the hole
+    ``[hole_lo, hole_hi)``, or ``start_min``.
 
     The draw mixes the key's bits with an integer hash instead of a threefry call: the auto-reset runs
     this every step for every environment, where a threefry draw would cost more than the step itself
     on CPU. The key must be fresh (split for each step, as gymnax requires). Bias < range / 2**32.
+    The hole is skipped by drawing over the allowed count and shifting draws at or past ``hole_lo`` by the
+    hole's width, so an empty hole draws exactly the bars it drew before holes existed.
     """
-    span = (params.start_max - params.start_min + 1).astype(jnp.uint32)
+    width = params.hole_hi - params.hole_lo
+    span = (params.start_max - params.start_min + 1 - width).astype(jnp.uint32)
     offset = uniform_index(hash_key(key), span).astype(params.start_min.dtype)
-    return params.start_min + jnp.where(params.random_start, offset, 0)
+    start = params.start_min + jnp.where(params.random_start, offset, 0)
+    return jnp.where(start >= params.hole_lo, start + width, start)
 
 
 def fmix32(x: jax.Array) -> jax.Array:
