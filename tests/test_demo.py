@@ -84,3 +84,34 @@ def test_a_broken_demo_dataset_stops_the_demo_with_one_sentence(outputs, lake_co
     assert "so the demo stops here" in line
     assert f"run `tradelab data validate {DEMO_DATASET} --lake {lake_copy}`" in line
     assert "random on" not in captured.out and _episode_dirs(outputs) == []
+
+
+def test_the_demo_trains_four_seeds_with_the_experiments_budget_in_all():
+    experiment = yaml.safe_load((REPO_ROOT / "conf" / "experiment" / "demo.yaml").read_text())
+    assert experiment["agent"]["total_timesteps"] == demo.DEMO_TIMESTEPS
+    over = dict(o.split("=", 1) for o in demo.train_overrides(None, "/tmp/x"))
+    seeds = over["sweep.seed"].strip("[]").split(",")
+    assert len(seeds) == len(demo.SEEDS) >= 3
+    assert int(over["agent.total_timesteps"]) * len(seeds) == experiment["agent"]["total_timesteps"]
+    assert over["experiment"] == "demo" and over["run.dir"] == "/tmp/x"
+    mine = dict(o.split("=", 1) for o in demo.train_overrides("L", "/d", ["agent.total_timesteps=128"]))
+    assert mine["agent.total_timesteps"] == "128" and mine["data.lake"] == "L"
+
+
+def test_the_demo_ends_with_the_verdict_over_its_seeds(tmp_path, scaled):
+    """`tradelab demo` as a user runs it, on a tiny budget: it ends with stats.json's verdict line."""
+    outputs = tmp_path / "outputs"
+    env = {k: v for k, v in os.environ.items() if k != "TRADELAB_LAKE"} | {"TRADELAB_OUTPUTS": str(outputs)}
+    tiny = ["data.id=binance_btcusdt_1m_2025-10", "env.episode_length=8", "agent.num_envs=2",
+            "agent.num_steps=16", "agent.total_timesteps=128", "agent.num_minibatches=1",
+            "agent.update_epochs=1", "network.hidden_sizes=[8]", "run.chunk_updates=2", "run.progress=false"]
+    proc = subprocess.run([sys.executable, "-m", "tradelab_jax.cli", "demo", *tiny], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=scaled(600))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run_dir] = sorted((outputs / "multirun").glob("*_demo"))
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert stats["points"] == len(demo.SEEDS) and stats["configs"][0]["seeds"] == len(demo.SEEDS)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == f"verdict: {stats['verdict']}"
+    assert f"({len(demo.SEEDS)} seeds)" in last and "95 % interval" in last and "trades, exposure" in last
+    assert f"tradelab report {run_dir}" in proc.stdout
