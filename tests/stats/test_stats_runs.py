@@ -101,3 +101,23 @@ def test_tradelab_stats_refuses_a_folder_without_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and "no run" in err
     assert cli.main(["stats", str(tmp_path / "missing")]) == 2
+
+
+def test_a_hydra_multirun_gets_stats_json_over_its_jobs(tmp_path):
+    from .conftest import TINY_TRADING
+
+    outputs = tmp_path / "outputs"
+    argv = [sys.executable, "-m", "tradelab_jax.cli", "train", "-m", "seed=0,1", *TINY_TRADING,
+            f"run.outputs={outputs}"]
+    proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [root] = (outputs / "multirun").iterdir()
+    s = _strict(root / compute.STATS_FILE)
+    assert s["kind"] == "multirun" and s["points"] == 2 and s["configurations"] == 1
+    [c] = s["configs"]
+    assert c["seeds"] == 2 and c["policies"]["agent"]["sharpe"]["iqm_ci95"] is not None
+    for job in ("0", "1"):
+        own = _strict(root / job / compute.STATS_FILE)
+        assert own["kind"] == "run"
+        [value] = own["configs"][0]["policies"]["agent"]["sharpe"]["values"]
+        assert value in c["policies"]["agent"]["sharpe"]["values"]

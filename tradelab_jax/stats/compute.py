@@ -202,16 +202,32 @@ def write_stats(path) -> dict:
 
 def after_training(where, cfg: dict) -> str | None:
     """The trainer's hook (training/session.finish): write stats.json into the run's or packed sweep's
-    directory once every point is evaluated; returns the verdict. A trading run only (gymnax runs have no
+    directory once every point is evaluated, and a Hydra multirun job's into the multirun's directory too;
+    returns the verdict. A trading run only (gymnax runs have no
     split metrics) and only when it was evaluated. A failure here is one warning, never a failed run: the
     trained and evaluated run is done, and ``tradelab stats DIR`` can write the file again."""
-    import sys
+    from tradelab_jax import runs
 
     if (cfg.get("env") or {}).get("kind") == "gymnax" or not (cfg.get("run") or {}).get("eval", True):
         return None
+    verdict = _write_or_warn(Path(where))
+    parent = Path(where).parent
+    if runs.is_run_dir(where) and (parent / MULTIRUN_FILE).is_file() and not runs.is_sweep_dir(parent):
+        # a Hydra multirun's job: the multirun's stats.json covers the jobs evaluated so far (the last job
+        # to finish writes it over all of them), without a hook in Hydra's launcher
+        _write_or_warn(parent)
+    return verdict
+
+
+MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the top of a multirun (-m) directory
+
+
+def _write_or_warn(where: Path) -> str | None:
+    import sys
+
     try:
         return write_stats(where)["verdict"]
-    except Exception as err:  # see the docstring: never fail a done run
+    except Exception as err:  # see after_training: never fail a done run
         print(f"warning: stats.json not written ({type(err).__name__}: {err}); run `tradelab stats {where}`",
               file=sys.stderr)
         return None
