@@ -3,6 +3,7 @@
 Replay (``tradelab_jax.env.replay``), ``tradelab episode``, the trainer's evaluation and parity's
 rollouts all run episodes through :func:`rollout` (traceable, for callers that vmap it) and cut them with
 :func:`trim_at_termination`; :func:`run_episode` is both, jitted, for one episode on the host.
+:func:`advance` steps a carried account bar by bar through the same :func:`policy_step` (the paper trader).
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from tradelab_jax.env.policies import Policy
-from tradelab_jax.env.trading import EnvParams, TradingEnv, initial_state, transition
+from tradelab_jax.env.trading import EnvParams, EnvState, TradingEnv, initial_state, transition
 
 
 def episode_steps(params: EnvParams, start: int | None = None) -> int:
     """Steps of an episode from ``start`` (default the first valid bar) until truncation."""
     first = int(params.start_min) if start is None else int(start)
     return int(min(int(params.episode_length), int(params.last_bar) - first))
+
+
+def policy_step(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState, key: jax.Array
+                ) -> tuple[EnvState, jax.Array, dict[str, jax.Array]]:
+    """One step of every episode here: split the key, let ``policy`` pick a bucket from the observation
+    at ``state``, run ``transition``; ``(state, key, row)`` with ``row`` the §7 telemetry plus ``action``
+    and ``terminated``. :func:`rollout` scans it and :func:`advance` loops it (pure, traceable)."""
+    key, step_key = jax.random.split(key)
+    action = jnp.asarray(policy(step_key, env.get_obs(state, params), state.time), jnp.int32)
+    stepped, _, terminated, info = transition(state, action, params)
+    return stepped, key, {**info, "terminated": terminated, "action": action}
 
 
 def rollout(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array, start: jax.Array,
@@ -39,12 +51,10 @@ def rollout(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Array, 
 
     def body(carry, _):
         state, alive, key = carry
-        key, step_key = jax.random.split(key)
-        action = jnp.asarray(policy(step_key, env.get_obs(state, params), state.time), jnp.int32)
-        stepped, _, terminated, info = transition(state, action, params)
+        stepped, key, row = policy_step(env, params, policy, state, key)
         if freeze:
             stepped = jax.tree.map(lambda new, old: jnp.where(alive, new, old), stepped, state)
-        return (stepped, alive & ~terminated, key), {**info, "terminated": terminated, "action": action}
+        return (stepped, alive & ~row["terminated"], key), row
 
     carry = (initial_state(params, start), jnp.asarray(True), key)
     _, telemetry = jax.lax.scan(body, carry, None, length=n_steps)
@@ -76,3 +86,36 @@ def run_episode(env: TradingEnv, params: EnvParams, policy: Policy, key: jax.Arr
 
 
 _rollout_jit = jax.jit(rollout, static_argnums=(0, 2, 5))
+
+
+def advance(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState, key: jax.Array,
+            n: jax.Array, capacity: int) -> tuple[EnvState, jax.Array, dict[str, jax.Array]]:
+    """Up to ``n`` (traced, <= ``capacity``) :func:`policy_step` steps from a carried ``state`` and
+    ``key``, stopping after the first termination: ``(state, key, rows)``, each row leaf ``[capacity]``,
+    of which the first ``rows["done"]`` (a scalar count) are the steps taken.
+
+    The live loop of ``tradelab paper``: one compiled program serves every call whatever ``n`` and
+    whatever bar ``state.t`` points at. It is a ``while_loop`` with a traced trip count, whose body XLA
+    compiles as it compiles :func:`rollout`'s scan body, so each step's numbers are bit-identical to the
+    backtest's (on XLA:CPU a jit of one bare step fuses ``cash - delta * price - fee`` differently and
+    moves cash by an ulp; tests/paper checks the equality).
+    """
+    shapes = jax.eval_shape(lambda s, k: policy_step(env, params, policy, s, k)[2], state, key)
+    rows = jax.tree.map(lambda leaf: jnp.zeros((capacity, *leaf.shape), leaf.dtype), shapes)
+
+    def cond(carry):
+        i, ended = carry[0], carry[1]
+        return (i < n) & ~ended
+
+    def body(carry):
+        i, _, state, key, rows = carry
+        state, key, row = policy_step(env, params, policy, state, key)
+        rows = jax.tree.map(lambda buf, value: buf.at[i].set(value), rows, row)
+        return i + 1, row["terminated"], state, key, rows
+
+    start = (jnp.asarray(0, jnp.int32), jnp.asarray(False), state, key, rows)
+    done, _, state, key, rows = jax.lax.while_loop(cond, body, start)
+    return state, key, {**rows, "done": done}
+
+
+advance_jit = jax.jit(advance, static_argnums=(0, 2, 6))
