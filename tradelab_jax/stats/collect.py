@@ -55,7 +55,8 @@ def discover(path) -> tuple[str, list[Point]]:
         pts = [Point(root / str(p["dir"]), p.get("seed"), p.get("fold"),
                      {k: v for k, v in p.items() if k not in (*NOT_CONFIG, "dir")})
                for p in packed.get("points", [])]
-        return ("cv" if "fold" in packed.get("keys", []) else "sweep"), pts
+        cv = "fold" in packed.get("keys", []) or "folds" in packed or any(p.fold is not None for p in pts)
+        return ("cv" if cv else "sweep"), pts
     jobs = [d for d in runs.point_dirs(root) if runs.is_run_dir(d)]
     if jobs:
         pts = []
