@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from tradelab_jax.errors import UserError
-from tradelab_jax.training.devices import mesh_size, requested_devices
+from tradelab_jax.training.devices import PointBlocks, block_size, mesh_size, requested_devices
+from tradelab_jax.training.runner import TIMING_FIELDS
+
+from .helpers import TINY_GYMNAX
 
 
 @pytest.mark.parametrize(("value", "available", "expected"),
@@ -24,6 +35,63 @@ def test_bad_device_counts_are_one_sentence(value, needle):
 
 
 @pytest.mark.parametrize(("points", "requested", "expected"),
-                         [(8, 4, 4), (8, 3, 2), (6, 4, 3), (7, 4, 1), (1, 8, 1), (3, 8, 3)])
+                         [(8, 4, 4), (8, 3, 2), (6, 4, 3), (7, 4, 1), (1, 8, 1), (3, 8, 3), (16, 8, 8),
+                          (12, 8, 6)])
 def test_the_mesh_is_the_largest_count_dividing_the_points(points, requested, expected):
     assert mesh_size(points, requested) == expected
+
+
+def test_point_block_must_divide_the_points():
+    assert block_size(8, None) is None and block_size(8, 2) == 2
+    for bad in (3, 0, True, "2"):
+        with pytest.raises(UserError, match=r"invalid run\.point_block"):
+            block_size(8, bad)
+
+
+@pytest.mark.parametrize(("points", "block", "devices", "owners"),
+                         [(8, 2, 4, [0, 1, 2, 3]), (8, 2, 2, [0, 0, 1, 1]), (8, None, 4, [0, 1, 2, 3]),
+                          (8, 1, 2, [0, 0, 0, 0, 1, 1, 1, 1]), (6, 3, 1, [0, 0])])
+def test_blocks_are_contiguous_and_spread_evenly(points, block, devices, owners):
+    mesh = SimpleNamespace(devices=SimpleNamespace(flat=list(range(devices))))  # all PointBlocks reads
+    blocks = PointBlocks(mesh, points, block)
+    assert blocks.owner == owners and blocks.size * blocks.count == points
+
+
+# Trains the same 8-point sweep on 1, 2 and 4 of 4 host CPU devices, one process (the compiled programs are
+# cached per device set, so nothing is shared between the three).
+DRIVER = """
+import sys
+from tradelab_jax.cli import main
+out, args = sys.argv[1], sys.argv[2:]
+for n in (1, 2, 4):
+    assert main(["train", *args, f"run.devices={n}", f"run.dir={out}/d{n}"]) == 0
+"""
+
+
+def _fingerprint(sweep: Path) -> dict[str, Any]:
+    """Per point: metrics.jsonl without timings, eval_summary.json without its run info, checkpoint bytes."""
+    out = {}
+    for point in sorted(p for p in sweep.iterdir() if (p / "status.json").exists()):
+        metrics = [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
+                   for line in (point / "metrics.jsonl").read_text().splitlines()]
+        summary = json.loads((point / "eval_summary.json").read_text())
+        run = summary.pop("run")
+        checkpoints = {p.name: p.read_bytes() for p in sorted((point / "checkpoints").glob("*.msgpack"))}
+        out[point.name] = {"metrics": metrics, "eval": summary, "checkpoints": checkpoints,
+                           "points": run["points"]}
+    return out
+
+
+def test_one_two_and_four_devices_give_identical_bytes(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    args = [*TINY_GYMNAX, "sweep.seed=[0,1,2,3]", "sweep.agent.lr=[0.001,0.0003]", "run.point_block=2",
+            "run.loggers=[]"]
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two, four = (_fingerprint(tmp_path / f"d{n}") for n in (1, 2, 4))
+    assert len(one) == 8 and all(p["checkpoints"] and p["metrics"] for p in one.values())
+    # the points really differ from each other (a sweep that trained one point 8 times would pass below)
+    assert len({p["checkpoints"]["ckpt_000000008.msgpack"] for p in one.values()}) == 8
+    assert two == one
+    assert four == one

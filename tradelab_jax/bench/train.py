@@ -397,7 +397,12 @@ def main(argv: list[str]) -> int:
                         help="data lake (default: the repo's data/ or $TRADELAB_LAKE)")
     parser.add_argument("--matmul-n", type=int, default=2048, help="matmul size of the peak (default 2048)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.add_argument("--devices", default=None,
+                        help="device counts, e.g. 1,2,4: steps/s of --points points (default 8) per count "
+                             "and the scaling efficiency, instead of the SB3 comparison")
     args = parser.parse_args(argv)
+    if args.devices is not None:
+        return _main_devices(args)
     plan = plan_from_args(args)
     if args.torch_threads is not None and args.torch_threads < 1:
         raise UserError(f"invalid --torch-threads {args.torch_threads}: expected a positive thread count")
@@ -410,4 +415,29 @@ def main(argv: list[str]) -> int:
                        matmul_n=args.matmul_n if not args.quick else min(args.matmul_n, 512),
                        cartpole=not args.no_cartpole)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def _main_devices(args: argparse.Namespace) -> int:
+    """``--devices 1,2,4``: the packed sweep's steps/s per device count (tradelab_jax.bench.scaling)."""
+    from tradelab_jax.bench import scaling
+
+    devices = _positive_ints(args.devices, "--devices")
+    scaling.ensure_host_devices(max(devices))  # before anything starts JAX's backends
+    points = 8 if args.points == 1 else args.points
+    plan = plan_from_args(argparse.Namespace(**{**vars(args), "points": points}))
+    setup = plan.bench[0]
+    from tradelab_jax.env import make
+
+    env, env_params = make(args.dataset, features=args.features, split="train", lake=args.lake,
+                           window=args.window)
+    rows = scaling.measure_devices(env, env_params, setup, points=points, devices=devices,
+                                   min_time_s=plan.jax_min_time_s, chunk_env_steps=plan.chunk_env_steps)
+    result = {"benchmark": "train-devices", "env": f"trading {args.dataset}", "points": points,
+              "setup": f"{setup.envs} envs x {setup.steps} steps, {setup.epochs} epochs x "
+                       f"{setup.minibatches} minibatches, MLP {list(setup.hidden)}",
+              "date": time.strftime("%Y-%m-%d"), "jax_version": jax.__version__,
+              "backend": jax.default_backend(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+              "rows": rows}
+    print(json.dumps(result, indent=2) if args.json else scaling.format_rows(result))
     return 0

@@ -94,6 +94,7 @@ class RunConfig:
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # docs/tracking.md
     mlflow_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite under <outputs>/mlruns
     devices: str = "1"  # local devices a packed sweep's points are sharded over: all or a count
+    point_block: int | None = None  # points vmapped together (None: one block per device); docs/clusters.md
 
 
 SweepEnvConfig = make_dataclass("SweepEnvConfig", _sweep_fields(ENV_KNOBS, SWEEPABLE_ENV))

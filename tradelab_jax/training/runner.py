@@ -27,7 +27,7 @@ from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
-from tradelab_jax.training.devices import points_mesh, shard_points
+from tradelab_jax.training.devices import PointBlocks, block_size, points_mesh
 from tradelab_jax.training.envs import batch_env_params, make_env
 from tradelab_jax.training.signals import Deferred
 
@@ -134,21 +134,24 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
-    mesh = points_mesh(S, run_cfg.get("devices", "1"))  # runs saved before run.devices: 1
-    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh.size)
+    block = block_size(S, run_cfg.get("point_block"))
+    mesh = points_mesh(S, run_cfg.get("devices", "1"), block)  # runs saved before run.devices: 1
+    # The points in blocks spread over the mesh, each block run by the same one-device program
+    # (training.devices: why that keeps every point's bits whatever the device count).
+    blocks = PointBlocks(mesh, S, block)
+    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh, blocks.size)
+    keys, hyper, env_params = blocks.split(keys), blocks.split(hyper), blocks.split(env_params, env_axes)
 
     t_start = time.perf_counter()
-    state = v_init(keys, hyper, env_params)
+    state = blocks.run(v_init, keys, hyper, env_params)
     start_update, prev_wall, prev_compile, prev_train = 0, 0.0, 0.0, 0.0
     if resume:
-        state, start_update, meta = _restore(state, dirs)
+        # A resumed state is split again here, so a resume may use another device count.
+        restored, start_update, meta = _restore(blocks.gather(state), dirs)
+        state = blocks.split(restored)
         prev_wall, prev_compile, prev_train = meta["wall_s"], meta["compile_s"], meta["train_s"]
         for d in dirs:
             runs.truncate_metrics(d, start_update)
-    # The points axis over the mesh (training.devices); a resumed state is re-sharded here, so a resume
-    # may use another device count.
-    state, hyper = shard_points(state, mesh), shard_points(hyper, mesh)
-    env_params = shard_points(env_params, mesh, env_axes)
     _mark_running(dirs, spec, start_update, resume=resume)
 
     where = root if root is not None else dirs[0]
@@ -161,7 +164,7 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         # stall the bar near 100% and drag its rate down.
         sizes = chunk_plan(spec.num_updates, run_cfg["chunk_updates"], start_update)
         compiles_before = len(compiled)
-        compile_s = _compile_chunks(v_chunk, compiled, sizes, state, hyper, env_params)
+        compile_s = _compile_chunks(v_chunk, compiled, sizes, state, hyper, env_params, blocks)
 
         from tqdm import tqdm
 
@@ -176,9 +179,10 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         with bar:
             for size in sizes:
                 t0 = time.perf_counter()
-                state, metrics = compiled[size](state, hyper, env_params)
-                metrics = jax.device_get(metrics)
-                host_state = jax.device_get(state)
+                outs = blocks.run(compiled[size], state, hyper, env_params)
+                state = [o[0] for o in outs]
+                metrics = blocks.gather([o[1] for o in outs])
+                host_state = blocks.gather(state)
                 dt = time.perf_counter() - t0
                 train_s += dt
                 update += size
@@ -213,8 +217,10 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     timings["steps_per_s"] = (update - start_update) * spec.steps_per_update / train_s if train_s > 0 else 0.0
     timings["steps_per_s_all_points"] = timings["steps_per_s"] * S
     timings["compiles"] = len(compiled) - compiles_before
-    result = TrainResult(status=status, params=host_state.params if update > start_update else
-                         jax.device_get(state.params), state=state, update=update, timings=timings)
+    if update == start_update:
+        host_state = blocks.gather(state)
+    result = TrainResult(status=status, params=host_state.params, state=host_state, update=update,
+                         timings=timings)
     return result
 
 
@@ -230,14 +236,16 @@ def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume:
                           **{"resumed_at" if resume else "started_at": now})
 
 
-def _compile_chunks(v_chunk, compiled: dict[int, Any], sizes: list[int], state, hyper, env_params) -> float:
+def _compile_chunks(v_chunk, compiled: dict[int, Any], sizes: list[int], state, hyper, env_params,
+                    blocks: PointBlocks) -> float:
     """Compile every chunk size not compiled yet (before the progress bar starts: a smaller last chunk
-    compiled mid-run would stall the bar near 100% and drag its rate down); the seconds it took."""
+    compiled mid-run would stall the bar near 100% and drag its rate down), one executable per device of
+    the mesh; the seconds it took."""
     seconds = 0.0
     for size in sorted(set(sizes)):
         if size not in compiled:
             t0 = time.perf_counter()
-            compiled[size] = v_chunk.lower(state, hyper, env_params, size).compile()
+            compiled[size] = blocks.compile(v_chunk, state, hyper, env_params, static=(size,))
             seconds += time.perf_counter() - t0
     return seconds
 
@@ -273,17 +281,19 @@ def _env_key(env: Any) -> Any:
     return (type(env), tuple(sorted((k, repr(v)) for k, v in vars(env).items())))
 
 
-def _program(spec, env, base_params, env_params, env_axes, S,
-             devices: int = 1) -> tuple[Any, Any, dict[int, Any]]:
-    """``(v_init, v_chunk, compiled chunks by size)``, cached for the process.
+def _program(spec, env, base_params, env_params, env_axes, S, mesh,
+             block: int) -> tuple[Any, Any, dict[int, Any]]:
+    """``(v_init, v_chunk, compiled chunks by size: one executable per device of mesh)``, cached for the
+    process; both are the one-device program of a block of the mesh's points.
 
     Runs with the same shapes (a Hydra multirun's jobs, a resume after a cancel in the same process) reuse
-    one compiled program; the key holds everything that sets a shape.
+    one compiled program; the key holds everything that sets a shape, and the mesh's devices.
     """
     leaves, treedef = jax.tree.flatten(env_params)
     axes = jax.tree.flatten(env_axes, is_leaf=lambda x: x is None)[0]
     shapes = tuple((tuple(x.shape), str(x.dtype)) for x in map(jnp.asarray, leaves))
-    key = (spec, _env_key(env), S, treedef, shapes, tuple(axes), devices)
+    key = (spec, _env_key(env), S, treedef, shapes, tuple(axes), tuple(d.id for d in mesh.devices.flat),
+           block)
     if key not in _PROGRAMS:
         init_fn, chunk_fn = make_train(spec, env, base_params)
         v_init = jax.jit(init_points(init_fn, env_axes))
