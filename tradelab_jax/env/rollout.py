@@ -92,7 +92,9 @@ def advance(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState,
             n: jax.Array, capacity: int) -> tuple[EnvState, jax.Array, dict[str, jax.Array]]:
     """Up to ``n`` (traced, <= ``capacity``) :func:`policy_step` steps from a carried ``state`` and
     ``key``, stopping after the first termination: ``(state, key, rows)``, each row leaf ``[capacity]``,
-    of which the first ``rows["done"]`` (a scalar count) are the steps taken.
+    of which the first ``rows["done"]`` (a scalar count) are the steps taken. Besides the telemetry each
+    row holds ``state`` (the EnvState after that step) and ``key`` (the carried key's data after it), so a
+    caller can persist the account bar by bar and resume from any of them.
 
     The live loop of ``tradelab paper``: one compiled program serves every call whatever ``n`` and
     whatever bar ``state.t`` points at. It is a ``while_loop`` with a traced trip count, whose body XLA
@@ -100,7 +102,11 @@ def advance(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState,
     backtest's (on XLA:CPU a jit of one bare step fuses ``cash - delta * price - fee`` differently and
     moves cash by an ulp; tests/paper checks the equality).
     """
-    shapes = jax.eval_shape(lambda s, k: policy_step(env, params, policy, s, k)[2], state, key)
+    def step(state, key):
+        state, key, row = policy_step(env, params, policy, state, key)
+        return state, key, {**row, "state": state, "key": jax.random.key_data(key)}
+
+    shapes = jax.eval_shape(lambda s, k: step(s, k)[2], state, key)
     rows = jax.tree.map(lambda leaf: jnp.zeros((capacity, *leaf.shape), leaf.dtype), shapes)
 
     def cond(carry):
@@ -109,7 +115,7 @@ def advance(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState,
 
     def body(carry):
         i, _, state, key, rows = carry
-        state, key, row = policy_step(env, params, policy, state, key)
+        state, key, row = step(state, key)
         rows = jax.tree.map(lambda buf, value: buf.at[i].set(value), rows, row)
         return i + 1, row["terminated"], state, key, rows
 
