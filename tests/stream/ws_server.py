@@ -14,12 +14,16 @@ Faults, as ``(kind, candle index, *args)``:
 * ``("dup", i)``: every message of candle ``i`` is sent twice;
 * ``("swap", i)``: the 2nd and 3rd updates of candle ``i`` go out swapped (a stale state after a newer);
 * ``("late", i)``: after candle ``i`` opens, the first (partial) update of candle ``i-1`` is sent again;
+* ``("early", i)``: the first update of candle ``i+1`` goes out before the last update of candle ``i`` (so a
+  client closes ``i`` on a partial state and then hears of a newer one);
 * ``("hole", i, n)``: candles ``i .. i+n-1`` are never sent (only REST has them) while connected;
 * ``("drop", i, skip)``: after 2 updates of candle ``i`` every connection is cut (TCP abort), the market moves
   on ``skip`` candles while the client is away, and the feed waits for a new subscription;
-* ``("stall", i, skip)``: after 2 updates of candle ``i`` the open connections get nothing ever again (the
-  connection stays up; a client must notice the silence itself), the market moves on ``skip`` candles, and
-  the feed waits for a new subscription (``stall_silence_s`` records how long the silence lasted);
+* ``("stall", i, seconds, skip)``: after 2 updates of candle ``i`` the open connections get nothing for
+  ``seconds`` (they stay up; a client must notice the silence itself), the market moves on ``skip``
+  candles, and the feed goes on at the first new subscription, or after ``seconds`` on the old connection
+  (``stall_silence_s`` records how long the silence lasted until then, ``stall_resubscribed`` whether a new
+  subscription ended it, ``stalled_closed_after_s`` when the client closed a silent connection);
 * ``("error", i)``: after 2 updates of candle ``i`` an exchange error (code 503) goes to every connection,
   and the feed waits for a new subscription.
 
@@ -187,7 +191,11 @@ class FakeBinanceWS:
         self.sent = 0  # kline messages sent
         self.cut = 0  # connections the server cut (drop faults)
         self.stall_silence_s: list[float] = []  # per stall: from the last message to the new subscription
+        self.stall_resubscribed: list[bool] = []
+        self.stalled_closed_after_s: list[float] = []  # per silent connection: when its client closed it
+        self._silent_from = 0.0
         self._muted: set = set()
+        self._stalled: set = set()  # every connection a stall silenced
         self.done = threading.Event()  # the feed has opened candle `end`
         self._conns: dict[object, set[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,6 +264,8 @@ class FakeBinanceWS:
             pass
         finally:
             self._conns.pop(conn, None)
+            if conn in self._stalled:
+                self.stalled_closed_after_s.append(time.monotonic() - self._silent_from)
 
     async def _wait_subscribed(self, after_generation: int = 0) -> None:
         async with self._new_sub:
@@ -316,6 +326,9 @@ class FakeBinanceWS:
             for n, j in enumerate(order):
                 gen = self.generation
                 msgs = [self._kline(mid, i, j) for mid in self.bars]
+                if "early" in faults and n == len(order) - 1:  # the next candle opens before this one's end
+                    self._set_clock(i + 1)
+                    await self._send_all([self._kline(mid, i + 1, 1) for mid in self.bars])
                 await self._send_all(msgs * (2 if "dup" in faults else 1))
                 if n == 0 and "late" in faults and i > self.start_i:
                     await self._send_all([self._kline(mid, i - 1, 1) for mid in self.bars])
@@ -327,9 +340,11 @@ class FakeBinanceWS:
                         i += faults["drop"][2]
                         moved_on = True
                     elif "stall" in faults:
-                        self._muted.update(self._conns)
-                        silent_from = time.monotonic()
-                        i += faults["stall"][2]
+                        muted = set(self._conns)
+                        self._muted.update(muted)
+                        self._stalled.update(muted)
+                        silent_from = self._silent_from = time.monotonic()
+                        i += faults["stall"][3]
                         moved_on = True
                     elif "error" in faults:
                         err = {"error": {"code": 503, "msg": "Service unavailable, try again"}, "id": None}
@@ -340,9 +355,16 @@ class FakeBinanceWS:
                                     await conn.send(json.dumps(err))
                     if moved_on or "error" in faults:
                         self._set_clock(min(i, self.end_i))
-                        await self._wait_subscribed(after_generation=gen)
                         if "stall" in faults:
+                            try:
+                                await asyncio.wait_for(self._wait_subscribed(gen), faults["stall"][2])
+                                self.stall_resubscribed.append(True)
+                            except TimeoutError:
+                                self.stall_resubscribed.append(False)
                             self.stall_silence_s.append(time.monotonic() - silent_from)
+                            self._muted -= muted
+                        else:
+                            await self._wait_subscribed(after_generation=gen)
                         if moved_on:
                             break
                 await asyncio.sleep(self.interval_s)

@@ -223,8 +223,8 @@ class StreamResult:
     exchange_errors: int = 0  # an error message from the exchange, or a REST fill that failed
     ignored_stale: int = 0  # updates older than one already seen for the same forming candle
     ignored_late: int = 0  # updates of a candle already closed
-    confirmed: int = 0  # closed candles fetched from REST because a stale update may have masked them
-    repaired: int = 0  # ... of them whose streamed state was not the final one
+    confirmed_before_gap: int = 0  # candles followed by skipped ones, taken from REST (their end may be lost)
+    late_newer: int = 0  # updates of a stored candle with more volume than stored: sent to REST to confirm
     compactions: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -250,7 +250,6 @@ class _Market:
     pending: list[list] = field(default_factory=list)  # journaled, not yet compacted
     forming: list | None = None
     fresh: bool = True  # no message seen on the current connection yet
-    doubt: bool = False  # an older state of the forming candle arrived after a newer one
 
 
 def _rows_to_page(rows: list[list]) -> dict[str, np.ndarray]:
@@ -303,10 +302,15 @@ class Streamer:
     """One streaming session over one or more symbols of one exchange; :meth:`run` blocks until ``stop``."""
 
     def __init__(
-        self, cfg: StreamConfig, on_closed: OnClosed | None = None, stop: threading.Event | None = None
+        self,
+        cfg: StreamConfig,
+        on_closed: OnClosed | None = None,
+        stop: threading.Event | None = None,
+        on_corrected: OnClosed | None = None,
     ):
         self.cfg = cfg.check()
         self.on_closed = on_closed
+        self.on_corrected = on_corrected
         self.stop = stop or threading.Event()
         self.lake = Lake.at(cfg.lake)
         self.tf_ms = timeframe_ms(cfg.timeframe)
@@ -422,16 +426,19 @@ class Streamer:
         return ex
 
     async def _main(self) -> None:
+        closing: list[asyncio.Task] = []
+        try:
+            await self._sessions(closing)
+        finally:
+            await asyncio.gather(*closing, return_exceptions=True)
+
+    async def _sessions(self, closing: list[asyncio.Task]) -> None:
         attempt = 0
         while not self.stop.is_set():
             ex = self._ws_exchange()
             queue: asyncio.Queue = asyncio.Queue()
             for m in self.markets:
-                m.fresh, m.forming, m.doubt = (
-                    True,
-                    None,
-                    False,
-                )  # nothing streamed before this connection is trusted
+                m.fresh, m.forming = True, None  # nothing streamed before this connection is trusted
             tasks = [asyncio.create_task(self._watch(ex, m, queue)) for m in self.markets]
             got_data = False
             try:
@@ -440,8 +447,9 @@ class Streamer:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                with contextlib.suppress(Exception):
-                    await ex.close()
+                # The old client closes in the background (ccxt waits 250 ms on exit): the new connection
+                # does not wait for it.
+                closing.append(asyncio.create_task(_close_quietly(ex)))
             if reason == "stop":
                 return
             self.result.reconnects += 1
@@ -458,15 +466,19 @@ class Streamer:
             await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     async def _watch(self, ex: Any, m: _Market, queue: asyncio.Queue) -> None:
+        log = _record_updates(ex, m.symbol, self.cfg.timeframe)
         try:
             while True:
                 candles = await ex.watch_ohlcv(m.symbol, self.cfg.timeframe)
-                # ccxt updates its cached rows in place: hand over copies.
-                await queue.put(("data", m, [list(c[:6]) for c in candles]))
+                if log:  # every update since the last wake-up, in arrival order
+                    rows, log[:] = list(log), []
+                else:  # an exchange whose client keeps its candles elsewhere: the newest rows (copies)
+                    rows = sorted((list(c[:6]) for c in candles), key=lambda c: c[0])
+                await queue.put(("data", m, rows, time.monotonic()))
         except asyncio.CancelledError:
             raise
         except Exception as err:  # any failure ends this connection; _session decides what it was
-            await queue.put(("error", m, err))
+            await queue.put(("error", m, err, time.monotonic()))
 
     async def _session(self, queue: asyncio.Queue) -> tuple[str, bool]:
         """Consume one connection's updates until it stalls, fails or we are stopped."""
@@ -478,7 +490,9 @@ class Streamer:
             if self.stop.is_set():
                 return "stop", got_data
             try:
-                kind, m, payload = await asyncio.wait_for(queue.get(), timeout=min(0.1, self.cfg.stall_s))
+                kind, m, payload, arrived = await asyncio.wait_for(
+                    queue.get(), timeout=min(0.1, self.cfg.stall_s)
+                )
             except TimeoutError:
                 if time.monotonic() - last > self.cfg.stall_s:
                     self.result.stalls += 1
@@ -486,6 +500,12 @@ class Streamer:
                 self._status()
                 continue
             if kind == "error":
+                # An exchange error resets the connection, so another symbol's task may report the close
+                # first: an error message among the failures already queued names the cause.
+                while not queue.empty():
+                    other = queue.get_nowait()
+                    if other[0] == "error" and not isinstance(other[2], ccxt.NetworkError):
+                        m, payload = other[1], other[2]
                 if isinstance(payload, ccxt.BadSymbol):
                     raise UserError(f"{self.cfg.exchange} does not list {m.symbol}: {payload}")
                 if isinstance(payload, ccxt.NetworkError):
@@ -494,7 +514,10 @@ class Streamer:
                 self.result.exchange_errors += 1
                 self.result.warnings.append(f"{m.symbol}: {type(payload).__name__}: {str(payload)[:200]}")
                 return "exchange error", got_data
-            last = time.monotonic()
+            if arrived - last > self.cfg.stall_s:  # a silence we only see now, behind a backlog
+                self.result.stalls += 1
+                return "stall", got_data
+            last = arrived  # when it came, not when we got to it: a backlog does not hide a stall
             got_data = True
             try:
                 await self._on_update(m, payload)
@@ -505,33 +528,33 @@ class Streamer:
             self._status()
 
     # ------------------------------------------------------------------ the closed-candle rule
-    async def _on_update(self, m: _Market, candles: list[list]) -> None:
-        candles = sorted(candles, key=lambda c: c[0])
+    async def _on_update(self, m: _Market, updates: list[list]) -> None:
+        """Kline updates of one symbol in arrival order: the closed-candle rule (module docstring)."""
         if m.fresh:
             # The first candle of a connection: everything before it comes from REST.
-            m.fresh, m.forming = False, candles[-1]
+            m.fresh, m.forming, updates = False, updates[0], updates[1:]
             start = m.last_ts if m.last_ts is not None else m.since_ms
             if start is not None and start < m.forming[0]:
                 await self._fill(m, start, int(m.forming[0]))
-            return
-        for c in candles:
+        for c in updates:
             t = int(c[0])
             if t < m.forming[0]:
+                # A candle already closed: a stale copy, unless it says more was traded than we stored.
                 self.result.ignored_late += 1
+                known = self._known_row(m, t)
+                if known is not None and c[5] > known[5]:
+                    self.result.late_newer += 1
+                    await self._fill(m, t, t + self.tf_ms)  # the exchange's REST API decides
             elif t == m.forming[0]:
                 if c[5] >= m.forming[5]:
                     m.forming = c
-                else:
-                    # An older state of the forming candle: ccxt's cache row was overwritten with it, so a
-                    # newer state (even the final one) may have been overwritten before we read it.
+                else:  # an older state of the forming candle (volume only grows within a candle)
                     self.result.ignored_stale += 1
-                    m.doubt = True
             else:
-                closed, doubt = m.forming, m.doubt
-                m.forming, m.doubt = c, False
-                await self._close(m, closed, doubt)
+                closed, m.forming = m.forming, c
+                await self._close(m, closed, next_ts=t)
 
-    async def _close(self, m: _Market, bar: list, doubt: bool = False) -> None:
+    async def _close(self, m: _Market, bar: list, next_ts: int) -> None:
         t = int(bar[0])
         if m.last_ts is not None and t <= m.last_ts:
             self.result.ignored_late += 1
@@ -539,17 +562,25 @@ class Streamer:
         if m.last_ts is not None and t > m.last_ts + self.tf_ms:
             await self._fill(m, m.last_ts + self.tf_ms, t)  # bars the websocket never sent
         source = "ws"
-        if doubt:  # its final state may have been masked: the exchange's REST API says what it was
+        if next_ts > t + self.tf_ms:
+            # The stream skipped candles after this one, so it may have lost this one's last updates too:
+            # the exchange's REST API says what its final state was.
             rows = await asyncio.to_thread(self._rest_rows, m, t, t + self.tf_ms)
             if rows and int(rows[0][0]) == t:
-                self.result.confirmed += 1
-                self.result.repaired += int(not _same(rows[0], bar))
+                self.result.confirmed_before_gap += 1
                 bar, source = rows[0], "rest"
-        self._store(m, [bar], source)
+        await self._store(m, [bar], source)
+
+    def _known_row(self, m: _Market, t: int) -> list | None:
+        """The stored (or journaled) state of the bar opening at ``t``."""
+        for row in reversed(m.pending):
+            if int(row[0]) == t:
+                return row
+        return _stored_row(m.state.bars, t)
 
     async def _fill(self, m: _Market, start: int, stop: int) -> None:
         """Bars ``[start, stop)`` from REST: new ones stored, stored ones confirmed (else corrected)."""
-        self._compact(m)  # compare against the month files only
+        await asyncio.to_thread(self._compact, m)  # compare against the month files only
         rows = await asyncio.to_thread(self._rest_rows, m, start, stop)
         new, corrected = [], []
         for r in rows:
@@ -567,9 +598,11 @@ class Streamer:
             )
             m.journal.append(corrected)
             m.pending.extend(corrected)
-            self._compact(m)
+            if self.on_corrected is not None:
+                self.on_corrected(m.symbol, [list(r) for r in corrected])
+            await asyncio.to_thread(self._compact, m)
         if new:
-            self._store(m, new, "rest")
+            await self._store(m, new, "rest")
 
     def _rest_rows(self, m: _Market, start: int, stop: int) -> list[list]:
         """``data ingest``'s paging over one range (retries, validation, last copy of a bar wins)."""
@@ -590,9 +623,14 @@ class Streamer:
         self.result.warnings.extend(warnings)
         return collector.rows
 
-    def _store(self, m: _Market, rows: list[list], source: str) -> None:
-        """Journal (fsync), then tell ``on_closed``, then compact when due."""
-        m.journal.append(rows)
+    async def _store(self, m: _Market, rows: list[list], source: str) -> None:
+        """Journal (fsync), then tell ``on_closed``, then compact when due.
+
+        The disk work runs in a worker thread so the event loop keeps reading the websocket meanwhile
+        (arrival times stay true, so a backlog is never taken for a stall); this market's next update is
+        handled only after it (``_session`` awaits each update in turn).
+        """
+        await asyncio.to_thread(m.journal.append, rows)
         _test_hold("stream-after-journal")
         m.pending.extend(rows)
         m.last_ts = int(rows[-1][0])
@@ -601,7 +639,7 @@ class Streamer:
         if self.on_closed is not None:
             self.on_closed(m.symbol, [list(r) for r in rows])
         if len(m.pending) >= self.cfg.compact_every:
-            self._compact(m)
+            await asyncio.to_thread(self._compact, m)
 
     def _compact(self, m: _Market) -> None:
         """Journaled candles into the month files (atomic, manifest refreshed), then the journal emptied."""
@@ -647,6 +685,36 @@ class Streamer:
         else:
             sys.stderr.write(("\r" if tty else "") + line + "\n")
         sys.stderr.flush()
+
+
+def _record_updates(ex: Any, symbol: str, timeframe: str) -> list[list]:
+    """A list that receives every candle update ccxt.pro parses for ``symbol``/``timeframe``, in order.
+
+    ccxt keeps one row per open time, overwrites it in place, and ``watch_ohlcv`` hands back the newest rows
+    of that cache when it wakes us: several updates between two wake-ups leave only the last visible, so a
+    stale (older) update arriving after the final state would hide the final state for good. A subclass of
+    ccxt's own ``ArrayCacheByTimestamp``, put where ``handle_ohlcv`` looks for its cache, records each row
+    as ccxt appends it (ccxt's parsing and caching are unchanged).
+    """
+    from ccxt.async_support.base.ws.cache import ArrayCacheByTimestamp
+
+    log: list[list] = []
+
+    class _Recording(ArrayCacheByTimestamp):
+        def append(self, item: list) -> None:
+            log.append([int(item[0]), *(float(x) for x in item[1:6])])
+            super().append(item)
+
+    limit = ex.safe_integer(ex.options, "OHLCVLimit", 1000)
+    if ex.ohlcvs is None:
+        ex.ohlcvs = {}
+    ex.ohlcvs.setdefault(symbol, {})[timeframe] = _Recording(limit)
+    return log
+
+
+async def _close_quietly(ex: Any) -> None:
+    with contextlib.suppress(Exception):
+        await ex.close()
 
 
 def _fmt_lag(seconds: float) -> str:
@@ -701,15 +769,22 @@ def _provenance(manifest: dict | None, dataset_id: str, cfg: StreamConfig) -> tu
 
 
 def run(
-    cfg: StreamConfig, on_closed: OnClosed | None = None, stop: threading.Event | None = None
+    cfg: StreamConfig,
+    on_closed: OnClosed | None = None,
+    stop: threading.Event | None = None,
+    on_corrected: OnClosed | None = None,
 ) -> StreamResult:
     """Stream ``cfg.symbols`` into the lake until ``stop`` is set (from any thread).
 
     ``on_closed(symbol, bars)`` gets closed candles ``[ts_ms, open, high, low, close, volume]`` in increasing
     open time, each already fsynced to the journal, in the streamer's thread; raising stops the stream (the
-    journal is compacted first) and the exception propagates.
+    journal is compacted first) and the exception propagates. ``on_corrected(symbol, bars)`` gets bars
+    already handed to ``on_closed`` (or stored before) that the exchange's REST API corrected: the REST
+    confirmation after a reconnect, or an update of a closed candle showing more volume than was stored
+    (the exchange sent the next candle before this one's last update). Rare; Binance's ordered stream
+    never does the latter.
     """
-    return Streamer(cfg, on_closed=on_closed, stop=stop).run()
+    return Streamer(cfg, on_closed=on_closed, stop=stop, on_corrected=on_corrected).run()
 
 
 def result_json(result: StreamResult) -> str:
