@@ -6,9 +6,13 @@ Why each rule holds (docs/streaming.md has the whole argument):
   exchange's closed flag ``x``. While connected, a candle is closed when the next one opens: the exchange
   sends a candle's last update before the first update of the next, over one ordered connection, and each
   update carries the candle's cumulative state, so the last version seen before the next opens is final.
-  Within a candle an update with a lower volume than one already seen is older (volume only grows within a
-  candle; equal volume means the same state), so duplicated and reordered messages never replace a newer
-  state; an update of a candle already closed is ignored.
+  Every update ccxt parses is seen, in arrival order (:func:`_record_updates`; ccxt's own cache keeps
+  only the last state per candle). Within a candle an update with a lower volume than one already seen is
+  older (volume only grows within a candle; equal volume means the same state), so duplicated and
+  reordered messages never replace a newer state. An update of a candle already closed is ignored, unless
+  it shows more volume than was stored (the next candle opened before this one's last update): then REST
+  decides, and the correction reaches ``on_corrected``. A candle followed by skipped candles is taken from
+  REST, since the stream that lost the next candles may have lost its last updates too.
 * **Across an outage nothing streamed is trusted.** After any (re)connect the candle that was forming
   when the connection went is dropped (ccxt's cache may hold a partial candle that looks final; each
   session uses a fresh ccxt client, so no stale cache survives), and the first candle the new connection
@@ -23,7 +27,9 @@ Why each rule holds (docs/streaming.md has the whole argument):
   only afterwards. A kill at any instant loses at most the candle still forming; a restart replays the
   journal.
 
-In-process use: :func:`run` (``on_closed`` is called after each closed candle is journaled).
+In-process use: :func:`run` (``on_closed`` is called after each closed candle is journaled). Disk work
+(journal fsync, compaction) and REST run in worker threads, so the event loop keeps reading the websocket
+and stalls are judged by arrival times.
 """
 
 from __future__ import annotations
