@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tradelab_jax import features as fs
 from tradelab_jax.checks import lookahead, recursive
@@ -14,9 +15,12 @@ from tradelab_jax.errors import UserError
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tradelab check", description=__doc__)
     ap.add_argument("check", choices=("lookahead", "recursive"))
-    ap.add_argument("--dataset", default="binance_btcusdt_1m")
+    ap.add_argument("--dataset", default=None, help="default: the run's dataset, else binance_btcusdt_1m")
     ap.add_argument("--lake", default=None)
-    ap.add_argument("--features", default="full", help="a shipped feature set's name or a YAML path")
+    ap.add_argument("--features", default=None,
+                    help="a shipped feature set's name or a YAML path (default: the run's, else full)")
+    ap.add_argument("--run", default=None, metavar="RUN_DIR",
+                    help="lookahead: also check this trained run's policy (its action probabilities)")
     ap.add_argument("--bars", type=int, default=20_000, help="check the first N bars (0: all)")
     ap.add_argument("--cuts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -52,12 +56,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.bars < 0 or args.cuts < 1:
             raise UserError("--bars must be >= 0 and --cuts >= 1")
-        market = data.load(args.dataset, lake=args.lake)
+        run_dir, dataset, features = None, args.dataset, args.features or "full"
+        if args.run is not None:
+            from tradelab_jax.episode import run_settings
+
+            if args.check != "lookahead":
+                raise UserError("--run goes with check lookahead")
+            if args.features is not None:
+                raise UserError("with --run, the features come from the run's config.yaml; drop --features")
+            from tradelab_jax.runs import CONFIG_FILE
+
+            run_dir = Path(args.run).expanduser()
+            if not (run_dir / CONFIG_FILE).is_file():
+                raise UserError(f"--run {args.run!r} is not a run directory: it has no {CONFIG_FILE}")
+            settings = run_settings(run_dir)
+            dataset, features = dataset or settings["dataset"], settings["features"]
+        market = data.load(dataset or data.DEFAULT_DATASET, lake=args.lake)
         bars = {k: v[: args.bars] if args.bars else v for k, v in market.bars.items()}
-        specs = fs.load_feature_set(args.features)
+        specs = fs.load_feature_set(features) if isinstance(features, str) else features
         if args.check == "lookahead":
             verdicts = lookahead.check_features(bars, specs, cuts=args.cuts, seed=args.seed)
             verdicts.append(lookahead.check_env(bars, specs, cuts=max(1, args.cuts // 2), seed=args.seed))
+            if run_dir is not None:
+                verdicts.append(lookahead.check_policy(bars, run_dir, cuts=max(1, args.cuts // 2),
+                                                       seed=args.seed))
             return report(verdicts, "cuts")
         return report(recursive.check(bars, specs), "offsets")
     except UserError as err:

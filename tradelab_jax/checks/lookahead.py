@@ -1,7 +1,8 @@
 """Look-ahead check: rewrite every bar after a cut ``t`` and demand that nothing up to ``t`` moved.
 
-Features up to bar ``t``, and the env's observations, state fields and rewards of every step whose fill
-bar is ``<= t``, must be bit-identical to the unmodified run (docs/lookahead.md).
+Features up to bar ``t``, the env's (and a trained policy's) observations and action probabilities at every
+decision bar ``<= t``, and the state fields and rewards of every step whose fill bar is ``<= t``, must be
+bit-identical to the unmodified run (docs/lookahead.md).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -104,15 +106,27 @@ def check_features(bars: Mapping[str, np.ndarray], specs: Sequence[fs.FeatureSpe
     return verdicts
 
 
-@partial(jax.jit, static_argnums=0)
-def _episode(env, params, actions):
-    """Observations, state fields and rewards of ``actions`` from decision bar ``params.start_min``."""
+STATE_FIELDS = ("t", "cash", "position", "entry_price", "stop_price", "peak_equity", "equity", "price")
+# Per decision bar: known at its close, so compared for decision bars <= t (the rest only up to fill bar t).
+AT_DECISION = ("action_probs", "obs")
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _episode(env, params, actions, logits=None):
+    """Per step from decision bar ``params.start_min``: the observation, the state fields after the step
+    and the reward. Without ``logits`` the steps take ``actions``; with a trained actor's
+    ``logits(obs) -> [A]`` they take its greedy action and record its action probabilities (softmax)."""
 
     def body(state, action):
         obs = env.get_obs(state, params)
+        out = {}
+        if logits is not None:
+            logit = logits(obs)
+            out["action_probs"] = jax.nn.softmax(logit)
+            action = jnp.argmax(logit).astype(jnp.int32)
         stepped, reward, _, _ = transition(state, action, params)
-        return stepped, {"obs": obs, "reward": reward, **{k: getattr(stepped, k) for k in (
-            "t", "cash", "position", "entry_price", "stop_price", "peak_equity", "equity", "price")}}
+        return stepped, {**out, "obs": obs, "reward": reward,
+                         **{k: getattr(stepped, k) for k in STATE_FIELDS}}
 
     _, out = jax.lax.scan(body, initial_state(params, params.start_min), actions)
     return out
@@ -121,30 +135,56 @@ def _episode(env, params, actions):
 def check_env(bars: Mapping[str, np.ndarray], specs: Sequence[fs.FeatureSpec], *, cuts: int = 4,
               seed: int = 0, perturbations: Sequence[str] = PERTURBATIONS, **knobs) -> Verdict:
     """The env's own transition under a fixed random action sequence: every step whose fill bar is
-    ``<= t`` (decision bar ``< t``) has the same observation, state and reward after rewriting the future."""
+    ``<= t`` (decision bar ``< t``) has the same state and reward after rewriting the future, and every
+    observation of a decision bar ``<= t`` is the same."""
     matrix = fs.compute_features(bars, specs)
-    n = len(bars["ts"])
-    start = matrix.warmup
-    env, params = from_arrays(bars, np.asarray(matrix.values), warmup=start, episode_length=n,
-                              random_start=False, **knobs)
+    env, params = from_arrays(bars, np.asarray(matrix.values), warmup=matrix.warmup,
+                              episode_length=len(bars["ts"]), random_start=False, **knobs)
     rng = np.random.default_rng(seed)
-    steps = int(params.last_bar) - start
-    actions = jnp.asarray(rng.integers(0, env.num_actions, steps), jnp.int32)
-    base = jax.device_get(_episode(env, params, actions))
-    verdict = Verdict("env (observation, state, reward)")
-    for t in cut_bars(n, start, cuts, seed):
+    actions = rng.integers(0, env.num_actions, int(params.last_bar - params.start_min))
+    return _compare_episodes(Verdict("env (observation, state, reward)"), bars, specs, env, params,
+                             actions, None, cuts=cuts, seed=seed, perturbations=perturbations)
+
+
+def check_policy(bars: Mapping[str, np.ndarray], run_dir: Path, *, cuts: int = 4, seed: int = 0,
+                 perturbations: Sequence[str] = PERTURBATIONS) -> Verdict:
+    """A trained run's agent (its checkpoint, features, window and knobs, loaded as ``tradelab episode
+    --policy`` loads them) trading its own greedy actions: its action probabilities and observations at
+    every decision bar ``<= t``, and the state and reward of every step filled by bar ``t``, are
+    bit-identical after rewriting the future."""
+    from tradelab_jax.episode import load_policy, run_settings
+
+    settings = run_settings(run_dir)
+    specs = settings["features"]
+    matrix = fs.compute_features(bars, specs)
+    env, params = from_arrays(bars, np.asarray(matrix.values), warmup=matrix.warmup,
+                              window=settings["window"], episode_length=settings["episode_length"],
+                              random_start=False, **settings["knobs"])
+    policy = load_policy(run_dir, env, params, settings["config"])
+    steps = np.zeros(int(params.last_bar - params.start_min), np.int32)
+    return _compare_episodes(Verdict(f"policy {run_dir.name} (action probabilities)"), bars, specs, env,
+                             params, steps, policy.logits, cuts=cuts, seed=seed, perturbations=perturbations)
+
+
+def _compare_episodes(verdict: Verdict, bars, specs, env, params, actions, logits, *, cuts, seed,
+                      perturbations) -> Verdict:
+    start = int(params.start_min)
+    actions = jnp.asarray(actions, jnp.int32)
+    base = jax.device_get(_episode(env, params, actions, logits))
+    rng = np.random.default_rng(seed)
+    for t in cut_bars(len(bars["ts"]), start, cuts, seed):
         for kind in perturbations:
             moved = perturb(bars, t, kind, rng)
             feats = np.asarray(fs.compute_features(moved, specs).values, np.float32)
             ohlc = np.stack([moved[c] for c in PRICE_COLUMNS], axis=1)
-            p2 = params.replace(ohlc=jnp.asarray(ohlc, params.ohlc.dtype),
-                                features=jnp.asarray(feats))
-            out = jax.device_get(_episode(env, p2, actions))
-            k = t - start  # steps with decision bars start .. t-1
+            p2 = params.replace(ohlc=jnp.asarray(ohlc, params.ohlc.dtype), features=jnp.asarray(feats))
+            out = jax.device_get(_episode(env, p2, actions, logits))
+            k = t - start  # steps with decision bars start .. t-1 are filled by bar t
             verdict.cuts += 1
-            verdict.bars += k
+            verdict.bars += k + 1
             for key in base:
-                first = _first_diff(base[key][:k], out[key][:k])
+                rows = k + 1 if key in AT_DECISION else k
+                first = _first_diff(base[key][:rows], out[key][:rows])
                 if first is not None and verdict.ok:
                     verdict.first_moved, verdict.perturbation = start + first, f"{kind} ({key})"
     return verdict
