@@ -1,4 +1,5 @@
-"""``tradelab check lookahead|recursive``: prove a feature set (and the env over it) free of look-ahead."""
+"""``tradelab check lookahead|recursive|canary``: prove a feature set, the env over it and a trained policy
+free of look-ahead, and show that the pipeline learns a leaked signal but not its causal version."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tradelab_jax.errors import UserError
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tradelab check", description=__doc__)
-    ap.add_argument("check", choices=("lookahead", "recursive"))
+    ap.add_argument("check", choices=("lookahead", "recursive", "canary"))
     ap.add_argument("--dataset", default=None, help="default: the run's dataset, else binance_btcusdt_1m")
     ap.add_argument("--lake", default=None)
     ap.add_argument("--features", default=None,
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--bars", type=int, default=20_000, help="check the first N bars (0: all)")
     ap.add_argument("--cuts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None,
+                    help="canary: folder for its lake, runs and canary.json (default: outputs/<ts>_canary)")
     return ap
 
 
@@ -52,6 +55,8 @@ def failure_sentence(v: lookahead.Verdict, what: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.check == "canary":
+            return _canary(args)
         from tradelab_jax import data
 
         if args.bars < 0 or args.cuts < 1:
@@ -85,3 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"tradelab check: {err}", file=sys.stderr)
         return 2
+
+
+def _canary(args: argparse.Namespace) -> int:
+    """Train both halves, print the table and the verdict; 1 if a half failed."""
+    from tradelab_jax.checks import canary
+    from tradelab_jax.io import atomic_write_json
+    from tradelab_jax.paths import check_output_dir
+
+    out = check_output_dir(args.out or canary.default_out(), "--out")
+    halves = canary.run(out, seed=args.seed)
+    lines = canary.table(halves)
+    failed = [h.name for h in halves if not h.verdict()[0]]
+    verdict = (f"canary FAILED: half {', '.join(failed)} (thresholds: docs/lookahead.md)" if failed else
+               "canary passed: the pipeline learns the leaked next-bar return, and its causal (lag 1) "
+               "version gives nothing away")
+    atomic_write_json(out / "canary.json", canary.record(halves, verdict))
+    print("\n".join([*lines, verdict]))
+    print(f"wrote {out / 'canary.json'}")
+    return 1 if failed else 0
