@@ -148,9 +148,10 @@ def compute(path) -> dict:
         n = min(m.size for m in mats)
         result["pbo"] = pbo_mod.pbo(np.stack([m[:n] for m in mats], axis=1))
     else:
+        why = (f"needs at least 2 configurations, here {len(out_configs)}" if len(out_configs) < 2 else
+               "some configurations have no per-bar returns (telemetry.parquet)")
         result["pbo"] = {"value": None, "blocks": pbo_mod.BLOCKS, "configurations": len(out_configs),
-                         "reason": ("needs at least 2 configurations (here 1)" if len(out_configs) < 2 else
-                                    "some configurations have no per-bar returns (telemetry.parquet)")}
+                         "reason": why}
     result["verdict"] = verdict(result)
     return result
 
@@ -186,7 +187,7 @@ def verdict(s: dict) -> str:
         parts.append(f"deflated Sharpe n/a ({d.get('reason')})")
     else:
         sig = "significant" if d["value"] >= SIGNIFICANCE else "not significant"
-        what = "deflated Sharpe probability" if n > 1 else "probabilistic Sharpe (P(Sharpe > 0))"
+        what = "deflated Sharpe probability" if n > 1 else "probabilistic Sharpe ratio P(Sharpe > 0)"
         parts.append(f"{what} {d['value']:.2f}, {sig} at 95 %")
     p = s.get("pbo") or {}
     parts.append(f"PBO {p['value']:.2f}" if p.get("value") is not None else f"PBO n/a ({p.get('reason')})")
