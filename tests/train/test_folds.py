@@ -9,6 +9,7 @@ purged k-fold without an extra embargo) exclude no start that does not.
 from __future__ import annotations
 
 import itertools
+import json
 
 import jax
 import numpy as np
@@ -158,3 +159,134 @@ def test_sampled_starts_stay_in_the_allowed_starts_and_reach_both_sides_of_the_h
     sigma = np.sqrt(share * (1 - share) / starts.size)
     assert abs(below.size / starts.size - share) < 6 * sigma
     assert starts.min() == fold.start_min and starts.max() == fold.start_max
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Folds as a plan axis: F folds x S seeds in one compiled program, each evaluated on its own test window.
+
+CV_RUN = [
+    "agent.num_envs=4", "agent.num_steps=16", "agent.total_timesteps=128", "agent.num_minibatches=1",
+    "agent.update_epochs=1", "run.chunk_updates=2", "run.progress=false",
+    "run.print_summary=false", "env.episode_length=64", "data.start=2025-06-01", "data.end=2025-06-03",
+    "env.window=2", "sweep.seed=[0,1]",
+]
+
+
+def _plain(overrides):
+    from .test_config_errors import _compose
+
+    return _compose(overrides)
+
+
+def _visited_bars(env, steps: int = 400, envs: int = 64):
+    """A jitted ``fn(params) -> decision bars``: the env run as training runs it (reset, then ``steps``
+    auto-resetting steps of random actions over ``envs`` environments)."""
+
+    @jax.jit
+    def run(params):
+        keys = jax.random.split(jax.random.PRNGKey(7), envs)
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+        n_actions = env.num_actions
+
+        def step(state, key):
+            k_act, k_step = jax.random.split(key)
+            actions = jax.random.randint(k_act, (envs,), 0, n_actions)
+            _, state, _, _, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_step, envs), state, actions, params)
+            return state, state.t
+
+        _, ts = jax.lax.scan(step, state, jax.random.split(jax.random.PRNGKey(8), steps))
+        return state.t, ts
+
+    return run
+
+
+def _fold_leaks_in_training(run, window, warmup, fold, params_i) -> list[str]:
+    """Every decision bar, fill bar or observation source bar of the env run with one point's training
+    params (``run`` from :func:`_visited_bars`) that touches the fold's test window or embargo."""
+    first, ts = run(params_i)
+    decided = np.unique(np.concatenate([np.asarray(first), np.asarray(ts).ravel()]))
+    lo, hi = fold.test
+    e_lo, e_hi = fold.embargo
+    bad = [f"decision at {t}" for t in decided if lo <= t < hi or e_lo <= t < e_hi]
+    # A decision at t fills in t+1 (before a test window that bar must be outside it too) and observes the
+    # feature rows t-window+1..t, each computed from bars row-warmup..row.
+    bad += [f"fill at {t + 1}" for t in decided if lo <= t + 1 < hi]
+    bad += [f"observation at {t}" for t in decided if t >= hi and t - window + 1 - warmup < hi]
+    assert decided.size > 50  # the sample covers many starts
+    return bad
+
+
+def fold_lookback(plan) -> int:
+    from tradelab_jax.training.envs import dataset
+
+    return dataset(plan.base).lookback
+
+
+# Each case its own network width: a second case of the same shapes would reuse the first one's program.
+@pytest.mark.parametrize(("kind", "extra"), [("purged_kfold", ["network.hidden_sizes=[7]"]),
+                                             ("walk_forward", ["cv.train=600", "network.hidden_sizes=[6]"])])
+def test_folds_train_in_one_program_without_touching_their_test_windows(kind, extra, tmp_path):
+    from tradelab_jax import runs
+    from tradelab_jax.training import session
+    from tradelab_jax.training.envs import batch_env_params, folds_of, make_env
+
+    plain = _plain([*CV_RUN, f"cv={kind}", "cv.folds=3", "cv.embargo_bars=5", *extra])
+    folds = folds_of(plain)
+    out = session.train_config(plain, tmp_path / kind)
+    assert out["status"] == "done"
+    # 3 folds x 2 seeds: one compiled chunk program (every chunk has the same size here).
+    assert out["result"].timings["compiles"] == 1
+    root = tmp_path / kind
+    packed = json.loads((root / runs.PACKED_FILE).read_text())
+    assert packed["keys"] == ["fold", "seed"]
+    assert [(p["fold"], p["seed"]) for p in packed["points"]] == [(f, s) for f in range(3) for s in (0, 1)]
+    assert [f["test"] for f in packed["folds"]] == [list(f.test) for f in folds]
+
+    from tradelab_jax.training.plan import plan_resume
+
+    plan = plan_resume(root)
+    env, base = make_env(plan.base, "train")
+    batched, axes = batch_env_params(plan.configs, env, base, swept=plan.swept("env"))
+    run = _visited_bars(env)
+    assert all(getattr(axes, f) == 0 for f in ("start_min", "start_max", "last_bar", "hole_lo", "hole_hi"))
+    final = out["result"].state  # [S]-stacked host runner state: where each point's envs stopped
+    for i, point in enumerate(plan.points):
+        fold = folds[point.values["fold"]]
+        assert point.config["cv"]["fold"] == fold.index
+        params_i = jax.tree.map(lambda x, a, i=i: x[i] if a == 0 else x, batched, axes)
+        assert (int(params_i.start_min), int(params_i.start_max), int(params_i.hole_lo),
+                int(params_i.hole_hi), int(params_i.last_bar)) == (
+            fold.start_min, fold.start_max, fold.hole_lo, fold.hole_hi, fold.last_bar)
+        assert _fold_leaks_in_training(run, env.window, fold_lookback(plan), fold, params_i) == []
+        t_end = np.asarray(final.env_state.t[i])
+        assert not np.any((t_end >= fold.test[0]) & (t_end < max(fold.test[1], fold.embargo[1])))
+        # Evaluated on its own test window, as the `test` split, with the baselines.
+        summary = runs.read_eval_summary(point.dir)
+        assert list(summary["splits"]) == ["test"]
+        table = summary["splits"]["test"]
+        assert table["bars"] == fold.test[1] - fold.test[0] - 1
+        assert {"agent", "buy_and_hold", "flat", "random"} <= set(table)
+        assert summary["data_splits"]["fold"]["test"] == list(fold.test)
+        assert summary["data_splits"]["test"][2] == fold.test[1] - fold.test[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["cv=purged_kfold", "cv.fold=1"], "cv.fold=1 is set by the run plan on each fold's point"),
+        (["cv=walk_forward", "cv.mode=sideways"], "invalid cv.mode 'sideways': use one of rolling, "
+                                                  "expanding"),
+        (["cv.kind=loo"], "invalid cv.kind 'loo': use one of none, walk_forward, purged_kfold"),
+        (["cv=purged_kfold", "cv.folds=1"], "cv.folds must be an integer >= 2, got 1"),
+        (["cv=walk_forward", "cv.folds=3", "cv.test=0.4"], "walk-forward with cv.folds=3 does not fit"),
+        (["cv=purged_kfold", "env=gymnax"], "cv.kind=purged_kfold cuts a dataset's bars into folds"),
+    ],
+)
+def test_bad_cv_values_are_one_sentence_before_any_directory(overrides, expected, outputs):
+    from tradelab_jax import train
+
+    with pytest.raises(UserError) as info:
+        train.main([*overrides, f"run.outputs={outputs}"])
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert not outputs.exists()

@@ -55,6 +55,25 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
 
+@dataclass
+class CVConfig:
+    """Cross-validation over time (docs/training.md, "Splits and cross-validation"; training/folds.py).
+
+    ``kind`` none trains on the train split as always; walk_forward and purged_kfold train one point per
+    fold (and seed and sweep value) in one program and evaluate each on its fold's test window. ``test`` and
+    ``train`` are lengths in bars (a whole number) or fractions of the bars (in (0, 1)); null: the default
+    share. ``fold`` is set by the run plan on each point's config (null on the command line).
+    """
+
+    kind: str = "none"  # none | walk_forward | purged_kfold
+    folds: int = 5
+    test: float | None = None
+    train: float | None = None  # rolling walk-forward only
+    embargo_bars: int = 0
+    mode: str = "rolling"  # rolling | expanding (walk_forward)
+    fold: int | None = None
+
+
 # The trading environment's knobs (units and meaning: docs/execution-semantics.md), from the knob table.
 TradingEnvConfig = make_dataclass("TradingEnvConfig", [("kind", str, "trading"), *_fields(ENV_KNOBS)])
 
@@ -120,12 +139,14 @@ class Config:
     network: MLPConfig = field(default_factory=MLPConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
 
 
 # ConfigStore name -> schema; the root config and every group option's defaults list name one of these.
 SCHEMAS: dict[str, type] = {
     "config_schema": Config,  # conf/config.yaml
     "data_schema": DataConfig,  # conf/data/*.yaml
+    "cv_schema": CVConfig,  # conf/cv/*.yaml
     "env_trading_schema": TradingEnvConfig,  # conf/env/trading.yaml
     "env_gymnax_schema": GymnaxEnvConfig,  # conf/env/gymnax.yaml
     "agent_ppo_schema": PPOConfig,  # conf/agent/ppo.yaml

@@ -181,13 +181,83 @@ def _span(ts: Any, lo: int, hi: int) -> list[Any]:
 
 
 def split_record(config: dict[str, Any]) -> dict[str, Any]:
-    """eval_summary.json's ``data_splits``: the sub-period and each split as ``[first ts, last ts, bars]``."""
+    """eval_summary.json's ``data_splits``: the sub-period and each split as ``[first ts, last ts, bars]``;
+    a cross-validation point records its fold instead (``fold``, and its test window as ``test``)."""
     market = dataset(config).market
     ts = market.bars["ts"]
-    record = {"period": _span(ts, 0, len(ts))}
+    record: dict[str, Any] = {"period": _span(ts, 0, len(ts))}
+    fold = point_fold(config)
+    if fold is not None:
+        return {**record, "test": _span(ts, *fold.test), "fold": fold_record(config, fold)}
     for name in ("train", "val", "test"):
         record[name] = _span(ts, *split_range(config, name))
     return record
+
+
+# Cross-validation (training/folds.py holds the arithmetic; docs/training.md, "Splits and cross-validation").
+BOUND_FIELDS = ("start_min", "start_max", "last_bar", "hole_lo", "hole_hi")
+
+
+def cv_kind(config: dict[str, Any]) -> str:
+    return str((config.get("cv") or {}).get("kind") or "none")
+
+
+def folds_of(config: dict[str, Any]) -> list[Any]:
+    """The config's folds over its sub-period's bars ([] without cross-validation); UserError (one
+    sentence) when they do not fit.
+
+    The observation guard uses the feature set's full warm-up (``Dataset.lookback``), not the rows left
+    undefined in the sub-period: a feature row still reads that many bars back.
+    """
+    from tradelab_jax.training.folds import make_folds
+
+    if cv_kind(config) == "none" or is_gymnax(config):
+        return []
+    cv = config["cv"]
+    loaded = dataset(config)
+    return make_folds(cv_kind(config), len(loaded.market), folds=cv["folds"], warmup=loaded.lookback,
+                      window=int(config["env"].get("window", 1)),
+                      episode_length=int(config["env"]["episode_length"]), test=cv.get("test"),
+                      train=cv.get("train"), embargo_bars=cv.get("embargo_bars", 0),
+                      mode=cv.get("mode", "rolling"))
+
+
+def point_fold(config: dict[str, Any]) -> Any:
+    """The fold a cross-validation point trains on (its ``cv.fold``, set by the run plan), or None."""
+    fold = (config.get("cv") or {}).get("fold")
+    if fold is None or cv_kind(config) == "none":
+        return None
+    return folds_of(config)[int(fold)]
+
+
+def fold_record(config: dict[str, Any], fold: Any) -> dict[str, Any]:
+    """A fold's bounds in bar indices of the sub-period, and its ranges as ``[first ts, last ts, bars]``."""
+    ts = dataset(config).market.bars["ts"]
+    record = fold.record()
+    record["test_span"] = _span(ts, *fold.test)
+    record["embargo_span"] = _span(ts, *fold.embargo) if fold.embargo[1] > fold.embargo[0] else None
+    record["train_spans"] = [_span(ts, lo, hi) for lo, hi in fold.train]
+    return record
+
+
+def _fold_env(config: dict[str, Any], split: str, fold: Any, knobs: dict[str, Any]) -> tuple[Any, Any]:
+    """A cross-validation point's env: its fold's training starts (``train``) or its test window."""
+    import jax.numpy as jnp
+
+    from tradelab_jax import env as trading_env
+    from tradelab_jax.env.trading import int_dtype
+
+    if split not in ("train", "test"):
+        raise UserError(f"with cross-validation (cv.kind={cv_kind(config)}) a fold has a training range and "
+                        f"a test window, no {split!r} split; set run.eval_splits=[test]")
+    loaded = dataset(config)
+    n = len(loaded.market)
+    env, params = trading_env.from_arrays(
+        loaded.market.bars, loaded.features.values, warmup=int(loaded.features.warmup),
+        split=(0, n) if split == "train" else fold.test, window=int(config["env"].get("window", 1)), **knobs)
+    if split == "train":
+        params = params.replace(**{f: jnp.asarray(getattr(fold, f), int_dtype()) for f in BOUND_FIELDS})
+    return env, params
 
 
 def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> tuple[Any, Any]:
@@ -211,6 +281,9 @@ def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> 
 
     loaded = dataset(config)
     knobs = {**trading_knobs(config), **overrides}
+    fold = point_fold(config)
+    if fold is not None:
+        return _fold_env(config, split, fold, knobs)
     return trading_env.from_market(loaded.market, loaded.features, split=split,
                                    window=int(env_cfg.get("window", 1)), **split_options(config), **knobs)
 
@@ -218,14 +291,27 @@ def make_env(config: dict[str, Any], split: str = "train", **overrides: Any) -> 
 def batch_env_params(config_points: list[dict[str, Any]], env: Any, params: Any,
                      swept: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """``(params, in_axes)`` with a leading ``[S]`` axis on the env knobs ``swept`` (the run plan's env
-    axes, :meth:`RunPlan.swept`; never rediscovered by comparing the points' configs)."""
+    axes, :meth:`RunPlan.swept`; never rediscovered by comparing the points' configs).
+
+    Points of different cross-validation folds (training) also get a leading ``[S]`` axis on the start
+    bounds (:data:`BOUND_FIELDS`, each point's fold's): folds differ only in these traced leaves, so every
+    fold trains in the one compiled program.
+    """
     import jax
 
     if is_gymnax(config_points[0]):
         return params, jax.tree.map(lambda _: None, params)
+    import jax.numpy as jnp
+
     from tradelab_jax.env import params_in_axes, sweep_params
 
     knobs = [trading_knobs(c) for c in config_points]
-    if not swept:
-        return params, params_in_axes(params, ())
-    return sweep_params(params, **{k: [kn[k] for kn in knobs] for k in swept})
+    batched, axes = (sweep_params(params, **{k: [kn[k] for kn in knobs] for k in swept}) if swept
+                     else (params, params_in_axes(params, ())))
+    folds = [(c.get("cv") or {}).get("fold") for c in config_points]
+    if len(set(folds)) > 1:
+        bounds = [point_fold(c) for c in config_points]
+        batched = batched.replace(**{f: jnp.asarray([getattr(b, f) for b in bounds], getattr(params, f).dtype)
+                                     for f in BOUND_FIELDS})
+        axes = axes.replace(**dict.fromkeys(BOUND_FIELDS, 0))
+    return batched, axes

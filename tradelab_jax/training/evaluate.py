@@ -93,10 +93,26 @@ def _make_eval_fn(env, networks, n_steps: int, start: int, num_actions: int):
 
 
 def _evaluate_trading(points, params, swept=()) -> list[dict[str, Any]]:
+    """The points of a cross-validation run are evaluated fold by fold, each on its fold's test window
+    (as the ``test`` split, with the baselines); other runs on ``run.eval_splits``."""
+    folds = [(p.get("cv") or {}).get("fold") for p in points]
+    if all(f is None for f in folds):
+        return _evaluate_splits(points, params, swept, list(points[0]["run"].get("eval_splits")
+                                                            or ["val", "test"]))
+    out: list[dict[str, Any] | None] = [None] * len(points)
+    for fold in sorted(set(folds)):
+        idx = np.asarray([i for i, f in enumerate(folds) if f == fold])
+        sub = jax.tree.map(lambda x, idx=idx: np.asarray(x)[idx], params)
+        for i, result in zip(idx, _evaluate_splits([points[i] for i in idx], sub, swept, ["test"]),
+                             strict=True):
+            out[int(i)] = result
+    return out
+
+
+def _evaluate_splits(points, params, swept, splits) -> list[dict[str, Any]]:
     import pandas as pd
 
     cfg = points[0]
-    splits = list(cfg["run"].get("eval_splits") or ["val", "test"])
     buckets = [np.asarray(p["env"]["position_buckets"], float) for p in points]  # a sweep may vary them
     bh = jnp.asarray([policies.buy_and_hold_index(b) for b in buckets])
     flat = jnp.asarray([policies.flat_index(b) for b in buckets])

@@ -53,12 +53,29 @@ def _empty_sweep(config: dict[str, Any]) -> dict[str, Any]:
     return sweep
 
 
+def fold_axis(config: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """``[("fold", [0, .., F-1])]`` for a cross-validation config (``cv.kind`` not none), else ``[]``.
+
+    The fold is one more point axis, the outermost: a fold's points differ from another fold's only in
+    their traced start bounds (training.envs.batch_env_params), so folds x seeds x sweep values are one
+    compiled program. Its value is written into each point's ``cv.fold``.
+    """
+    cv = config.get("cv") or {}
+    if str(cv.get("kind") or "none") == "none":
+        return []
+    folds = cv.get("folds")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise UserError(f"cv.folds must be an integer >= 2, got {folds!r}")
+    return [("fold", list(range(folds)))]
+
+
 def expand(config: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``[(point config, {dotted key: value}), ...]``: one complete config per grid point (row-major).
 
-    Without ``sweep.*`` values this is the config itself as the single point, with ``{}``.
+    Without ``sweep.*`` values (and without cross-validation) this is the config itself as the single
+    point, with ``{}``.
     """
-    axes = sweep_axes(config)
+    axes = fold_axis(config) + sweep_axes(config)
     points = []
     for combo in itertools.product(*(values for _, values in axes)):
         point = copy.deepcopy(config)
@@ -68,6 +85,8 @@ def expand(config: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]
             values[key] = value
             if key == "seed":
                 point["seed"] = int(value)
+            elif key == "fold":
+                point["cv"]["fold"] = int(value)
             else:
                 group, name = key.split(".", 1)
                 point[group][name] = value
@@ -154,8 +173,15 @@ class RunPlan:
         return [int(p.config["seed"]) for p in self.points]
 
     def packed_record(self) -> dict[str, Any]:
-        """``packed.json``: each point's directory and values, and the axes."""
-        return {"points": [{"dir": p.dir.name, **p.values} for p in self.points], "keys": list(self.keys)}
+        """``packed.json``: each point's directory and values, and the axes; a cross-validation run adds
+        its folds' windows (``folds``, training.envs.fold_record)."""
+        record = {"points": [{"dir": p.dir.name, **p.values} for p in self.points], "keys": list(self.keys)}
+        if "fold" in self.keys:
+            from tradelab_jax.training.envs import fold_record, folds_of
+
+            record["cv"] = {k: v for k, v in self.base["cv"].items() if k != "fold"}
+            record["folds"] = [fold_record(self.base, f) for f in folds_of(self.base)]
+        return record
 
 
 def plan_run(plain: dict[str, Any], out_dir: Path) -> RunPlan:

@@ -75,11 +75,35 @@ def _check_data(point: dict[str, Any]) -> None:
 def _check_splits(plain: dict[str, Any]) -> None:
     """``data.start``/``data.end`` and ``data.split.*``: the sub-period holds bars, and the training split
     and every evaluated split have a bar to trade after the feature warm-up (training.envs)."""
-    from tradelab_jax.training.envs import check_splits
+    from tradelab_jax.training.envs import check_splits, cv_kind, dataset, folds_of
 
+    if cv_kind(plain) != "none":
+        dataset(plain)  # the sub-period holds bars
+        folds_of(plain)  # the folds fit them (training/folds.py says why not, in one sentence)
+        return
     run = plain["run"]
     evaluated = tuple(run.get("eval_splits") or ()) if run.get("eval", True) else ()
     check_splits(plain, tuple(dict.fromkeys(("train", *evaluated))))
+
+
+def _check_cv(plain: dict[str, Any]) -> None:
+    """``cv.*`` values that need no data: the kind, the walk-forward mode, ``cv.fold`` left to the plan."""
+    from tradelab_jax.training.folds import CV_KINDS, WALK_MODES
+
+    cv = plain.get("cv") or {}
+    kind = cv.get("kind", "none")
+    if kind not in CV_KINDS:
+        raise UserError(f"invalid cv.kind {kind!r}: use one of {', '.join(CV_KINDS)} (or cv=<option>)")
+    if kind == "none":
+        return
+    if cv.get("fold") is not None:
+        raise UserError(f"cv.fold={cv['fold']} is set by the run plan on each fold's point; choose the "
+                        "number of folds with cv.folds")
+    if cv.get("mode", "rolling") not in WALK_MODES:
+        raise UserError(f"invalid cv.mode {cv.get('mode')!r}: use one of {', '.join(WALK_MODES)}")
+    if (plain.get("env") or {}).get("kind") == "gymnax":
+        raise UserError(f"cv.kind={kind} cuts a dataset's bars into folds; a gymnax env has none "
+                        "(use cv=none)")
 
 
 def _check_knobs(point: dict[str, Any], warned: set[float]) -> None:
@@ -158,6 +182,7 @@ def check_config(plain: dict[str, Any]) -> None:
     for name, knob in RUN_KNOBS.items():
         if name != "eval_episodes" or is_gymnax(plain):
             knob.check(run.get(name, knob.default))
+    _check_cv(plain)
     points = [point for point, _ in expand(plain)]
     for point in points:
         SEED.check(point["seed"])
