@@ -246,3 +246,33 @@ def test_presets_parse():
         from dataclasses import replace
 
         replace(cfg, **values).check()
+
+
+def test_an_exchange_error_reconnects(tmp_path, market, wait_for):
+    """An error message from the exchange (code 503: ccxt rejects the subscription and resets the
+    connection) ends the session; the streamer reconnects and the lake ends exact."""
+    lake = tmp_path / "lake"
+    bars = {"BTC/USDT": market["BTC/USDT"]}
+    end = 90
+    last_ts = int(bars["BTC/USDT"]["ts"][end - 1])
+    stop = threading.Event()
+
+    def on_closed(symbol: str, closed: list[list]) -> None:
+        if closed[-1][0] == last_ts:
+            stop.set()
+
+    with FakeBinanceREST(bars) as rest, FakeBinanceWS(bars, 10, end, rest=rest, faults=[("error", 40)]) as ws:
+        cfg = StreamConfig(lake=lake, ws_url=ws.url, rest_url=rest.url, stall_s=2, backoff_s=0.05,
+                           since=int(bars["BTC/USDT"]["ts"][0]))  # fmt: skip
+        box: dict = {}
+        thread = threading.Thread(target=lambda: box.update(result=run(cfg, on_closed=on_closed, stop=stop)))
+        thread.start()
+        try:
+            wait_for(lambda: stop.is_set() or not thread.is_alive(), "every bar to be stored", 60)
+        finally:
+            stop.set()
+            thread.join(30)
+    result = box["result"]
+    assert result.exchange_errors == 1 and result.reconnects == 1 and result.stalls == 0, result
+    assert any("503" in w for w in result.warnings)
+    assert_lake_is(lake, "binance_btcusdt_1m", {k: v[:end] for k, v in bars["BTC/USDT"].items()})
