@@ -165,3 +165,38 @@ def test_killed_session_resumes_its_account(world, wait_for):
     status = runs.read_status(out)
     assert status["status"] == "done" and "resumed_at" in status
     print(f"\nkilled after {traded} bars; the restart traded the other {1439 - traded}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--dataset", "nope"], "no dataset 'nope'"),
+     (["--symbol", "ETH/USDT", "--dataset", DATASET], "holds binance BTC/USDT 1m bars, not binance ETH/USDT"),
+     (["--timeframe", "7q"], "timeframe"),
+     (["--until", "yesterday-ish"], "--until")],
+)
+def test_user_errors_are_one_sentence(world, tmp_path, capsys, args, message):
+    from tradelab_jax import cli
+
+    lake = world["root"] / "lake_full"
+    base = {"--symbol": "BTC/USDT", "--lake": str(lake), "--out": str(tmp_path / "s")}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["paper", str(world["run"]), *[x for kv in base.items() for x in kv]]
+    assert cli.main(argv) in (2, 3)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_session_directory_resumes_only_its_own_settings(world, tmp_path, capsys):
+    from tradelab_jax import cli
+
+    out = tmp_path / "session"
+    out.mkdir()
+    (out / files.PAPER_FILE).write_text(json.dumps({"run": str(world["run"].resolve()), "exchange": "binance",
+                                                    "symbol": "BTC/USDT", "timeframe": "1m",
+                                                    "dataset": "binance_btcusdt_1m_other"}))
+    argv = ["paper", str(world["run"]), "--symbol", "BTC/USDT", "--lake", str(world["root"] / "lake_full"),
+            "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is a paper session of dataset 'binance_btcusdt_1m_other', not 'binance_btcusdt_1m'" in err
