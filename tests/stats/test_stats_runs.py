@@ -121,3 +121,30 @@ def test_a_hydra_multirun_gets_stats_json_over_its_jobs(tmp_path):
         assert own["kind"] == "run"
         [value] = own["configs"][0]["policies"]["agent"]["sharpe"]["values"]
         assert value in c["policies"]["agent"]["sharpe"]["values"]
+
+
+def test_a_walk_forward_run_is_stratified_by_fold_and_joins_its_test_windows(tmp_path):
+    from tradelab_jax import report
+
+    from .conftest import train
+
+    root = tmp_path / "cv"
+    train(root, "cv=walk_forward", "cv.folds=3", "sweep.seed=[0,1]")
+    s = _strict(root / compute.STATS_FILE)
+    assert s["kind"] == "cv" and s["configurations"] == 1 and s["points"] == 6
+    [c] = s["configs"]
+    assert c["folds"] == 3 and c["seeds"] == 2
+    assert s["verdict"].startswith("1 configuration (3 folds x 2 seeds): agent Sharpe ")
+    packed = json.loads((root / runs.PACKED_FILE).read_text())
+    steps: dict = {}
+    for p in packed["points"]:
+        row = runs.read_eval_summary(root / str(p["dir"]))["splits"]["test"]["agent"]
+        steps.setdefault(p["fold"], []).append(row["steps"])
+    # the out-of-sample series is every fold's test window once (seeds averaged), in fold order
+    assert c["bars"] == sum(min(v) for v in steps.values())
+    by_fold: dict = {}
+    for p in c["points"]:
+        by_fold.setdefault(p["fold"], []).append(p["seed"])
+    assert by_fold == {0: [0, 1], 1: [0, 1], 2: [0, 1]}  # the strata the bootstrap resamples within
+    assert c["policies"]["agent"]["sharpe"]["iqm_ci95"] is not None
+    assert report.main([str(root)]) == 0 and (root / report.REPORT_FILE).is_file()
