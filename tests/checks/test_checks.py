@@ -87,3 +87,28 @@ def test_column_kind_lag_norm_and_missing_column(bars):
         fs.parse_specs([{"kind": "column", "column": "close", "lag": -1}])
     with pytest.raises(UserError, match=r"name the dataset column to read"):
         fs.parse_specs([{"kind": "column"}])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["lookahead", "--run", "{tmp}"], "--run '{tmp}' is not a run directory: it has no config.yaml"),
+    (["lookahead", "--run", "{tmp}", "--features", "full"], "with --run, the features come from the run's"),
+    (["recursive", "--run", "{tmp}"], "--run goes with check lookahead"),
+    (["lookahead", "--cuts", "0"], "--bars must be >= 0 and --cuts >= 1"),
+    (["canary", "--out", "{file}"], "--out='{file}' is not a folder"),
+])
+def test_bad_input_is_one_sentence_and_exit_2(argv, message, tmp_path, capsys):
+    from tradelab_jax import cli as tradelab
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    fill = {"{tmp}": str(tmp_path), "{file}": str(a_file)}
+
+    def sub(text: str) -> str:
+        for k, v in fill.items():
+            text = text.replace(k, v)
+        return text
+
+    assert tradelab.main(["check", *map(sub, argv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {sub(message)}") and "Traceback" not in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

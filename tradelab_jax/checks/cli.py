@@ -54,42 +54,39 @@ def failure_sentence(v: lookahead.Verdict, what: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.check == "canary":
-            return _canary(args)
-        from tradelab_jax import data
+    # A bad input raises UserError (DataError): tradelab_jax.cli prints its one sentence and exits 2 (3).
+    if args.check == "canary":
+        return _canary(args)
+    from tradelab_jax import data
 
-        if args.bars < 0 or args.cuts < 1:
-            raise UserError("--bars must be >= 0 and --cuts >= 1")
-        run_dir, dataset, features = None, args.dataset, args.features or "full"
-        if args.run is not None:
-            from tradelab_jax.episode import run_settings
+    if args.bars < 0 or args.cuts < 1:
+        raise UserError("--bars must be >= 0 and --cuts >= 1")
+    run_dir, dataset, features = None, args.dataset, args.features or "full"
+    if args.run is not None:
+        from tradelab_jax.episode import run_settings
 
-            if args.check != "lookahead":
-                raise UserError("--run goes with check lookahead")
-            if args.features is not None:
-                raise UserError("with --run, the features come from the run's config.yaml; drop --features")
-            from tradelab_jax.runs import CONFIG_FILE
+        if args.check != "lookahead":
+            raise UserError("--run goes with check lookahead")
+        if args.features is not None:
+            raise UserError("with --run, the features come from the run's config.yaml; drop --features")
+        from tradelab_jax.runs import CONFIG_FILE
 
-            run_dir = Path(args.run).expanduser()
-            if not (run_dir / CONFIG_FILE).is_file():
-                raise UserError(f"--run {args.run!r} is not a run directory: it has no {CONFIG_FILE}")
-            settings = run_settings(run_dir)
-            dataset, features = dataset or settings["dataset"], settings["features"]
-        market = data.load(dataset or data.DEFAULT_DATASET, lake=args.lake)
-        bars = {k: v[: args.bars] if args.bars else v for k, v in market.bars.items()}
-        specs = fs.load_feature_set(features) if isinstance(features, str) else features
-        if args.check == "lookahead":
-            verdicts = lookahead.check_features(bars, specs, cuts=args.cuts, seed=args.seed)
-            verdicts.append(lookahead.check_env(bars, specs, cuts=max(1, args.cuts // 2), seed=args.seed))
-            if run_dir is not None:
-                verdicts.append(lookahead.check_policy(bars, run_dir, cuts=max(1, args.cuts // 2),
-                                                       seed=args.seed))
-            return report(verdicts, "cuts")
-        return report(recursive.check(bars, specs), "offsets")
-    except UserError as err:
-        print(f"tradelab check: {err}", file=sys.stderr)
-        return 2
+        run_dir = Path(args.run).expanduser()
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise UserError(f"--run {args.run!r} is not a run directory: it has no {CONFIG_FILE}")
+        settings = run_settings(run_dir)
+        dataset, features = dataset or settings["dataset"], settings["features"]
+    market = data.load(dataset or data.DEFAULT_DATASET, lake=args.lake)
+    bars = {k: v[: args.bars] if args.bars else v for k, v in market.bars.items()}
+    specs = fs.load_feature_set(features) if isinstance(features, str) else features
+    if args.check == "lookahead":
+        verdicts = lookahead.check_features(bars, specs, cuts=args.cuts, seed=args.seed)
+        verdicts.append(lookahead.check_env(bars, specs, cuts=max(1, args.cuts // 2), seed=args.seed))
+        if run_dir is not None:
+            verdicts.append(lookahead.check_policy(bars, run_dir, cuts=max(1, args.cuts // 2),
+                                                   seed=args.seed))
+        return report(verdicts, "cuts")
+    return report(recursive.check(bars, specs), "offsets")
 
 
 def _canary(args: argparse.Namespace) -> int:
