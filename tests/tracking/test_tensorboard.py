@@ -53,3 +53,40 @@ def test_a_logger_is_made_on_its_first_record_so_a_refused_run_leaves_nothing():
 def test_unknown_logger_name_is_one_sentence():
     with pytest.raises(Exception, match="valid: tensorboard"):
         tracking.check_names(["tensorbored"])
+
+
+def test_a_resume_purges_the_steps_logged_after_its_checkpoint(tmp_path):
+    """A kill between a chunk's metrics/event write and its checkpoint leaves a step the resume redoes: the
+    resumed run's event files, read by TensorBoard, hold each step once, with the resumed values."""
+    import json
+
+    from tensorboardX import SummaryWriter
+
+    from tradelab_jax.training import session
+    from tradelab_jax.training.compose import register, to_plain
+
+    cut = tmp_path / "cut"
+    from hydra import compose, initialize_config_dir
+
+    from tradelab_jax import paths
+
+    register()
+    with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
+        plain = to_plain(compose("config", overrides=[*TINY_GYMNAX, f"run.outputs={tmp_path}"]))
+    assert session.train_config(plain, cut, should_stop=lambda update: update >= 2)["status"] == "cancelled"
+    last = runs.read_metrics(cut)[-1]
+    ghost = {**last, "update": last["update"] + 2, "env_steps": last["env_steps"] * 2, "loss": 1e6}
+    with open(cut / runs.METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(ghost) + "\n")
+    w = SummaryWriter(str(cut / tracking.TB_DIR))  # in the same second as the cut run's own writer
+    w.add_scalar("train/loss", 1e6, ghost["env_steps"])
+    w.close()
+    assert train.main([f"run.resume={cut}"]) == 0
+    acc = EventAccumulator(str(cut / tracking.TB_DIR), size_guidance={"scalars": 0})
+    acc.Reload()
+    metrics = runs.read_metrics(cut)
+    assert 1e6 not in [m["loss"] for m in metrics]
+    events = acc.Scalars("train/loss")
+    assert [e.step for e in events] == [m["env_steps"] for m in metrics]
+    assert [e.value for e in events] == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
+    assert len(list((cut / tracking.TB_DIR).iterdir())) == 3  # the cut run's, the ghost's, the resume's

@@ -118,14 +118,13 @@ class Guarded:
 
 
 def make_loggers(config: dict[str, Any], run_dir: Path, *, values: dict[str, Any] | None = None,
-                 sweep_dir: Path | None = None, resume: bool = False, start_step: int = 0,
-                 outputs: Path | None = None, stream=None) -> list[Guarded]:
+                 sweep_dir: Path | None = None, resume: bool = False, outputs: Path | None = None, stream=None) -> list[Guarded]:
     """The loggers of one point (``values``: its sweep-axis values; ``sweep_dir``: a packed sweep's
     directory, which groups the points)."""
     run = config.get("run", {})
     names = check_names(run.get("loggers", DEFAULT))
     ctx = {"config": config, "run_dir": Path(run_dir), "values": values or {}, "sweep_dir": sweep_dir,
-           "resume": resume, "start_step": start_step, "outputs": outputs}
+           "resume": resume, "outputs": outputs}
     out = []
     for name in names:
         if name == "tensorboard":
@@ -157,13 +156,8 @@ def links(run_dir: Path, outputs: Path | None = None) -> list[str]:
 
 def for_plan(plan: Any) -> list[list[Guarded]]:
     """One list of loggers per point of a run plan."""
-    start = 0
-    if plan.resume:
-        from tradelab_jax import runs
-
-        start = max([int(m.get("env_steps") or 0) for m in runs.read_metrics(plan.dirs[0])] or [0])
-    return [make_loggers(p.config, p.dir, values=p.values, sweep_dir=plan.root, resume=plan.resume,
-                         start_step=start) for p in plan.points]
+    return [make_loggers(p.config, p.dir, values=p.values, sweep_dir=plan.root, resume=plan.resume)
+            for p in plan.points]
 
 
 def log_chunks(loggers: list[list[Guarded]], records: list[dict[str, Any]]) -> None:
