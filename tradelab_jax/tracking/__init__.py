@@ -118,7 +118,8 @@ class Guarded:
 
 
 def make_loggers(config: dict[str, Any], run_dir: Path, *, values: dict[str, Any] | None = None,
-                 sweep_dir: Path | None = None, resume: bool = False, outputs: Path | None = None, stream=None) -> list[Guarded]:
+                 sweep_dir: Path | None = None, resume: bool = False, outputs: Path | None = None,
+                 stream=None) -> list[Guarded]:
     """The loggers of one point (``values``: its sweep-axis values; ``sweep_dir``: a packed sweep's
     directory, which groups the points)."""
     run = config.get("run", {})
