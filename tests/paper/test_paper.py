@@ -200,3 +200,36 @@ def test_a_session_directory_resumes_only_its_own_settings(world, tmp_path, caps
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "is a paper session of dataset 'binance_btcusdt_1m_other', not 'binance_btcusdt_1m'" in err
+
+
+def test_bars_fed_in_batches_with_duplicates_and_a_reopen_equal_the_backtest(world, tmp_path):
+    """The session's own bar path, without the streamer: candles in batches of 1 to 150 (more than one
+    advance call), every batch re-sending the previous batch's last candle, and the session object dropped
+    and reopened from its directory halfway (as a restart does)."""
+    from tradelab_jax.episode import run_settings
+    from tradelab_jax.paper.session import PaperSession
+
+    served, first = world["served"], world["first"]
+    history = {k: v[: first + 1] for k, v in served.items()}
+    meta = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "timeframe_ms": 60_000,
+            "dataset": DATASET, "first_decision_ts": int(served["ts"][first]), "first_decision": "x",
+            "first_close": float(served["close"][first])}
+    settings = run_settings(world["run"])
+    out = tmp_path / "direct"
+    out.mkdir()
+    session = PaperSession(out, world["run"], settings, history, meta, refresh_s=1e9, plot_s=1e9)
+    candles = [{k: served[k][i] for k in served} for i in range(first + 1, N)]
+    sizes = np.random.default_rng(0).choice([1, 2, 7, 150], size=len(candles))
+    i, prev, reopened = 0, [], False
+    while i < len(candles):
+        if i > len(candles) // 2 and not reopened:
+            session = PaperSession(out, world["run"], settings, history, meta, refresh_s=1e9, plot_s=1e9)
+            assert session.last_ts == int(candles[i - 1]["ts"])  # its journal's bars, not the history's
+            reopened = True
+        batch = candles[i : i + int(sizes[i])]
+        session.on_bars(prev[-1:] + batch)
+        prev, i = batch, i + len(batch)
+    session.refresh(force=True)
+    assert reopened
+    paper = pd.read_parquet(out / "telemetry.parquet")
+    assert_same_as_episode(paper, world["episode"])

@@ -130,12 +130,8 @@ def _run(args, run_dir: Path, settings: dict, out: Path, dataset: str, tf_ms: in
         bars = [dict(zip(("ts", "open", "high", "low", "close", "volume"), c, strict=True)) for c in candles]
         if bars and int(bars[0]["ts"]) > session.last_ts + tf_ms:
             # Bars the streamer replayed from its own journal at start are in the lake, not in this call.
-            gap = data.load(dataset, start=session.last_ts + tf_ms, end=int(bars[0]["ts"]), lake=args.lake,
-                            verify=False) if _has_bars(dataset, session.last_ts + tf_ms, bars[0]["ts"],
-                                                       args.lake) else None
-            if gap is not None:
-                bars = [{"ts": int(t), **{c: float(gap.bars[c][i]) for c in session.columns}}
-                        for i, t in enumerate(gap.ts)] + bars
+            bars = _lake_bars(dataset, session.last_ts + tf_ms, int(bars[0]["ts"]), args.lake,
+                              session.columns) + bars
         if until is not None:
             bars = [b for b in bars if int(b["ts"]) <= until]
         for record in session.on_bars(bars):
@@ -175,8 +171,13 @@ def _run(args, run_dir: Path, settings: dict, out: Path, dataset: str, tf_ms: in
     return 130 if state == "cancelled" else 0
 
 
-def _has_bars(dataset: str, start: int, end: int, lake: Any) -> bool:
-    from tradelab_jax.data.lake import Lake
+def _lake_bars(dataset: str, start: int, end: int, lake: Any, columns: list[str]) -> list[dict[str, Any]]:
+    """The lake's bars with ``start <= ts < end`` as candles (none when it has none there)."""
+    from tradelab_jax import data
+    from tradelab_jax.errors import DataError
 
-    manifest = Lake.at(lake).read_manifest(dataset)
-    return int(manifest["last_ts"]) >= start and start < int(end)
+    try:
+        found = data.load(dataset, start=start, end=end, lake=lake, verify=False)
+    except DataError:
+        return []
+    return [{"ts": int(t), **{c: float(found.bars[c][i]) for c in columns}} for i, t in enumerate(found.ts)]
