@@ -114,6 +114,10 @@ class RunConfig:
     mlflow_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite under <outputs>/mlruns
     devices: str = "1"  # local devices a packed sweep's points are sharded over: all or a count
     point_block: int | None = None  # points vmapped together (None: one block per device); docs/clusters.md
+    coordinator: str | None = None  # host:port of process 0 of a multi-process run (docs/clusters.md)
+    num_processes: int | None = None
+    process_id: int | None = None
+    distributed_timeout_s: int = 120  # joining, and waiting on a peer, fails after this (one sentence)
 
 
 SweepEnvConfig = make_dataclass("SweepEnvConfig", _sweep_fields(ENV_KNOBS, SWEEPABLE_ENV))

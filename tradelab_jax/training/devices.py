@@ -130,3 +130,100 @@ class PointBlocks:
             return [one(0)]
         with ThreadPoolExecutor(len(self.devices)) as pool:
             return list(pool.map(one, range(len(self.devices))))
+
+
+# -- several processes (jax.distributed) ------------------------------------------------------------------
+
+
+def distributed_settings(run: dict[str, Any], environ: Any = None) -> dict[str, Any] | None:
+    """How this process joins a multi-process run, or None for a single process.
+
+    Explicit ``run.coordinator`` (``host:port``), ``run.num_processes`` and ``run.process_id`` win; else a
+    SLURM task of a job step with ``SLURM_NTASKS > 1`` joins with JAX's own SLURM detection (coordinator:
+    the first node of the step, ids from ``SLURM_PROCID``). ``run.distributed_timeout_s`` bounds the join
+    and every later wait on a peer (docs/clusters.md). UserError in one sentence for a half-given setting.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    timeout = run.get("distributed_timeout_s")
+    timeout = 120 if timeout is None else timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise UserError(f"invalid run.distributed_timeout_s={timeout!r}; valid: whole seconds >= 1")
+    given = {k: run.get(k) for k in ("coordinator", "num_processes", "process_id")}
+    if any(v is not None for v in given.values()):
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise UserError(f"run.coordinator, run.num_processes and run.process_id go together; missing: "
+                            f"{', '.join('run.' + k for k in missing)}")
+        n, pid = given["num_processes"], given["process_id"]
+        if not (isinstance(n, int) and n >= 1 and isinstance(pid, int) and 0 <= pid < n):
+            raise UserError(f"invalid run.num_processes={n!r} / run.process_id={pid!r}; valid: "
+                            "num_processes >= 1 and 0 <= process_id < num_processes")
+        if ":" not in str(given["coordinator"]):
+            raise UserError(f"invalid run.coordinator={given['coordinator']!r}; valid: host:port of "
+                            "process 0")
+        return {"coordinator_address": str(given["coordinator"]), "num_processes": n, "process_id": pid,
+                "timeout_s": timeout}
+    if int(environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in environ:
+        return {"coordinator_address": None, "num_processes": None, "process_id": None, "timeout_s": timeout}
+    return None
+
+
+def join(settings: dict[str, Any]) -> None:
+    """``jax.distributed.initialize`` with ``settings`` (:func:`distributed_settings`); the join, and the
+    heartbeat after it, time out after ``timeout_s``. An unreachable coordinator is a UserError."""
+    timeout = int(settings["timeout_s"])
+    # Recoverable: a dead peer is not fatal to the others inside jaxlib (which would abort them with a C++
+    # stack trace the moment the coordination service notices); each survivor fails in one sentence at its
+    # next barrier instead (:func:`barrier`).
+    jax.config.update("jax_enable_recoverability", True)
+    try:
+        jax.distributed.initialize(settings["coordinator_address"], settings["num_processes"],
+                                   settings["process_id"], initialization_timeout=timeout,
+                                   heartbeat_timeout_seconds=timeout, shutdown_timeout_seconds=timeout)
+        # The backends start now, while every peer is there: they exchange the processes' device
+        # topologies, which would otherwise wait on a peer that died later.
+        jax.devices()
+    except Exception as err:  # jaxlib's XlaRuntimeError: the coordinator or a peer did not answer
+        where = settings["coordinator_address"] or "the SLURM job step's first node"
+        raise UserError(f"could not join the distributed run at {where} within {timeout} s "
+                        f"({' '.join(str(err).split())[:200]})") from None
+
+
+def share(points: int, processes: int, process: int) -> range:
+    """The contiguous points process ``process`` of ``processes`` trains (the first ones get one more
+    when they do not divide evenly)."""
+    base, extra = divmod(points, processes)
+    lo = process * base + min(process, extra)
+    return range(lo, lo + base + (process < extra))
+
+
+def barrier(name: str, timeout_s: int) -> None:
+    """Wait until every process reached ``name``; a peer that died or hangs is one UserError after
+    ``timeout_s`` (shorter than the heartbeat timeout, so this message comes before jaxlib's abort)."""
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        return
+    try:
+        client.wait_at_barrier(name, int(timeout_s) * 1000)
+    except Exception:  # jaxlib's DEADLINE_EXCEEDED / UNAVAILABLE, pages of coordination-service text
+        raise UserError(f"a peer process did not reach {name!r} within {timeout_s} s (run."
+                        "distributed_timeout_s): it died, hangs or is unreachable; see its log") from None
+
+
+def exit_without_peers(code: int) -> None:
+    """End this process now with ``code``, skipping ``jax.distributed.shutdown``.
+
+    Why: JAX's exit hook waits for every peer at a shutdown barrier and, with a peer dead, aborts the
+    process (SIGABRT, a C++ stack trace) after the heartbeat timeout, burying the one-sentence error.
+    Everything this process wrote is already on disk (atomic writes), so nothing is lost.
+    """
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -27,7 +27,7 @@ from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
-from tradelab_jax.training.devices import PointBlocks, block_size, points_mesh
+from tradelab_jax.training.devices import PointBlocks, block_size, distributed_settings, points_mesh
 from tradelab_jax.training.envs import batch_env_params, make_env
 from tradelab_jax.training.signals import Deferred
 
@@ -134,6 +134,12 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
+    if distributed_settings(run_cfg) is not None:
+        # training.devices can join, share and meet peers (tests/train/test_distributed.py), but the session
+        # still writes and locks every point's directory in each process (docs/clusters.md).
+        raise UserError("multi-process training (run.coordinator/num_processes/process_id, or a SLURM step "
+                        "with several tasks) is not supported by tradelab train yet; run one process per "
+                        "job, and spread a packed sweep over one host's devices with run.devices")
     block = block_size(S, run_cfg.get("point_block"))
     mesh = points_mesh(S, run_cfg.get("devices", "1"), block)  # runs saved before run.devices: 1
     # The points in blocks spread over the mesh, each block run by the same one-device program
