@@ -97,10 +97,11 @@ def advance(env: TradingEnv, params: EnvParams, policy: Policy, state: EnvState,
     caller can persist the account bar by bar and resume from any of them.
 
     The live loop of ``tradelab paper``: one compiled program serves every call whatever ``n`` and
-    whatever bar ``state.t`` points at. It is a ``while_loop`` with a traced trip count, whose body XLA
-    compiles as it compiles :func:`rollout`'s scan body, so each step's numbers are bit-identical to the
-    backtest's (on XLA:CPU a jit of one bare step fuses ``cash - delta * price - fee`` differently and
-    moves cash by an ulp; tests/paper checks the equality).
+    whatever bar ``state.t`` points at. It is a ``while_loop`` with a traced trip count because on XLA:CPU
+    that gave numbers bit-identical to :func:`rollout`'s scan over the same bars, while a jit of one bare
+    step (or a scan of length 1, which XLA inlines) fuses ``cash - delta * price - fee`` differently and
+    moved cash by an ulp in 146 of 1,439 steps. tests/paper checks the equality; other backends are not
+    checked.
     """
     def step(state, key):
         state, key, row = policy_step(env, params, policy, state, key)
