@@ -95,3 +95,17 @@ def test_one_two_and_four_devices_give_identical_bytes(tmp_path):
     assert len({p["checkpoints"]["ckpt_000000008.msgpack"] for p in one.values()}) == 8
     assert two == one
     assert four == one
+
+
+def test_bench_devices_refuses_what_it_cannot_run_in_one_sentence():
+    import jax
+
+    from tradelab_jax.bench.scaling import measure_devices
+    from tradelab_jax.bench.train import QUICK
+
+    with pytest.raises(UserError, match=r"--points 3 cannot be split evenly over \[2\] device"):
+        measure_devices(None, None, QUICK.bench[0], points=3, devices=(1, 2), min_time_s=0, chunk_env_steps=1)
+    too_many = len(jax.local_devices()) + 1
+    with pytest.raises(UserError, match=rf"--devices {too_many} but this process sees"):
+        measure_devices(None, None, QUICK.bench[0], points=too_many, devices=(too_many,), min_time_s=0,
+                        chunk_env_steps=1)

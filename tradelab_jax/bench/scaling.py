@@ -44,15 +44,15 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
     from tradelab_jax.bench.train import JAX_HYPER
     from tradelab_jax.training.devices import PointBlocks
 
+    bad = [n for n in devices if points % n]
+    if bad:
+        raise UserError(f"--points {points} cannot be split evenly over {bad} device(s); pick --points "
+                        f"divisible by every --devices count")
     local = jax.local_devices()
     if max(devices) > len(local):
         raise UserError(f"--devices {max(devices)} but this process sees {len(local)} "
                         f"{jax.default_backend()} device(s); on CPU set XLA_FLAGS={FORCE}={max(devices)} "
                         "before JAX starts")
-    bad = [n for n in devices if points % n]
-    if bad:
-        raise UserError(f"--points {points} cannot be split evenly over {bad} device(s); pick --points "
-                        f"divisible by every --devices count")
     spec = PPOSpec(num_updates=1_000_000, num_envs=setup.envs, num_steps=setup.steps,
                    update_epochs=setup.epochs, num_minibatches=setup.minibatches, anneal_lr=False,
                    hidden_sizes=setup.hidden)
