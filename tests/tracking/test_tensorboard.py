@@ -32,6 +32,12 @@ def test_every_metrics_scalar_is_in_the_event_files(run_dir):
     assert acc.Scalars("eval/mean_episode_return")[-1].value == pytest.approx(summary["mean_episode_return"])
 
 
+def test_the_run_records_what_its_loggers_cost(run_dir):
+    t = tracking.read_tracking(run_dir)
+    wall = runs.read_eval_summary(run_dir)["run"]["wall_s"]
+    assert t["loggers"] == ["tensorboard"] and 0.0 < t["logging_s"] < wall
+
+
 def test_a_failing_logger_is_one_warning_and_off(capsys):
     def boom():
         raise RuntimeError("server down")

@@ -1,7 +1,7 @@
 """``tradelab bench``: throughput of the environment (``env``) and of training (``train``).
 
 Each subcommand lives in its own module with ``main(argv) -> int``: :mod:`tradelab_jax.bench.env` and
-``tradelab_jax.bench.train``.
+``tradelab_jax.bench.train``, :mod:`tradelab_jax.bench.tracking`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from tradelab_jax.errors import UserError
 SUBCOMMANDS = {
     "env": ("tradelab_jax.bench.env", "environment steps/s: JAX (vmapped) vs the numpy env"),
     "train": ("tradelab_jax.bench.train", "training throughput: JAX PPO vs the SB3 baseline"),
+    "tracking": ("tradelab_jax.bench.tracking", "what run.loggers (TensorBoard, MLflow, W&B) cost a run"),
 }
 
 
@@ -23,7 +24,7 @@ def _available(name: str) -> bool:
 
 def _usage() -> str:
     lines = ["usage: tradelab bench <subcommand> [options]", "", "subcommands:"]
-    lines += [f"  {name:<6} {help_}" for name, (_, help_) in SUBCOMMANDS.items() if _available(name)]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in SUBCOMMANDS.items() if _available(name)]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,10 +90,12 @@ class Guarded:
     def __init__(self, name: str, make, stream=None):
         self.name, self.stream = name, stream
         self.inner, self._make = None, make
+        self.seconds = 0.0  # wall time spent in this logger (the host loop waits for it between chunks)
 
     def _call(self, fn, *, start: bool = True) -> None:
         if self.name is None or (self.inner is None and not start):
             return
+        t0 = time.perf_counter()
         try:
             if self.inner is None:
                 self.inner = self._make()
@@ -102,6 +105,8 @@ class Guarded:
             print(f"warning: {self.name} logger disabled for this run: {msg}",
                   file=self.stream or sys.stderr)
             self.name, self.inner = None, None
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     def log_chunk(self, rec):
         self._call(lambda: self.inner.log_chunk(rec))
@@ -179,3 +184,12 @@ def close_all(loggers: list[list[Guarded]]) -> None:
     for point in loggers:
         for lg in point:
             lg.close()
+
+
+def record_cost(plan: Any, loggers: list[list[Guarded]]) -> None:
+    """Each point's seconds spent in its loggers (creation, every chunk, the final metrics, closing), as
+    ``logging_s`` in its ``tracking.json``: what tracking cost the run (``tradelab bench tracking``)."""
+    for point, lgs in zip(plan.points, loggers, strict=True):
+        if lgs:
+            write_tracking(point.dir, logging_s=round(sum(lg.seconds for lg in lgs), 4),
+                           loggers=[lg.name or "disabled" for lg in lgs])

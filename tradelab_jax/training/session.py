@@ -102,6 +102,7 @@ def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
         summaries = finish(plan, result)
         tracking.log_finals(plan, loggers, summaries)
     tracking.close_all(loggers)
+    tracking.record_cost(plan, loggers)
     if result.status == "done" and plan.base["run"].get("print_summary", True):
         print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
     return {"status": result.status, "dirs": [str(d) for d in plan.dirs], "result": result}
