@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import ENV_KNOBS
 
 REPORT_FILE = "report.html"
 ROLLING_BARS = 1440  # rolling Sharpe window: one day of 1m bars (a quarter of the episode when shorter)
@@ -250,7 +251,7 @@ def build(path) -> str:
     summary = runs.read_eval_summary(point) or {}
     cfg = runs.read_config(point)
     split = next(p["split"] for c in s["configs"] for p in c["points"] if p["split"])
-    cash = float((cfg.get("env") or {}).get("initial_cash", 10_000.0))
+    cash = float((cfg.get("env") or {}).get("initial_cash", ENV_KNOBS["initial_cash"].default))
     figs = figures(point, split, cash)
     run = summary.get("run") or {}
     extra = ""

@@ -14,6 +14,7 @@ import numpy as np
 
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
+from tradelab_jax.knobs import ENV_KNOBS
 
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "fees_paid", "trades", "exposure")
 NOT_CONFIG = ("seed", "fold")
@@ -98,7 +99,7 @@ def load_point(p: Point) -> Point:
             cfg = runs.read_config(p.dir)
         except (OSError, runs.RunFileError):
             cfg = {}
-        cash = float((cfg.get("env") or {}).get("initial_cash", 10_000.0))
+        cash = float((cfg.get("env") or {}).get("initial_cash", ENV_KNOBS["initial_cash"].default))
         df = pd.read_parquet(tel, columns=["split", "policy", "t", "equity"])
         df = df[df["split"] == p.split]
         for pol, g in df.groupby("policy"):
