@@ -96,3 +96,20 @@ def test_a_resume_purges_the_steps_logged_after_its_checkpoint(tmp_path):
     assert [e.step for e in events] == [m["env_steps"] for m in metrics]
     assert [e.value for e in events] == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
     assert len(list((cut / tracking.TB_DIR).iterdir())) == 3  # the cut run's, the ghost's, the resume's
+
+
+@pytest.mark.parametrize("override, match", [
+    ("run.loggers=[tensorbored]", r"run\.loggers: 'tensorbored' is not a logger; valid: tensorboard, "
+                                  "mlflow, wandb"),
+    ("run.mlflow_uri=http://ann:hunter2@127.0.0.1:5000", r"run\.mlflow_uri holds a password"),
+])
+def test_a_bad_logger_setting_is_refused_before_the_run_starts(override, match, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tradelab_jax.cli", "train", *TINY_GYMNAX, override,
+                           f"run.outputs={tmp_path}"], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and re.search(match, lines[0]), proc.stderr
+    assert "hunter2" not in proc.stderr.replace(lines[0], "") and not any(tmp_path.iterdir())

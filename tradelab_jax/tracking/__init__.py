@@ -41,6 +41,20 @@ def check_names(names: Any) -> list[str]:
     return names
 
 
+def check_uri(uri: Any) -> None:
+    """``run.mlflow_uri`` must not carry a password: it is saved in ``config.yaml`` (credentials come from
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``)."""
+    if uri is None:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(uri))
+    if parts.password:
+        raise UserError("run.mlflow_uri holds a password, and config.yaml would keep it; give the URI "
+                        "without user:password@ and set MLFLOW_TRACKING_USERNAME / "
+                        "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment")
+
+
 def scalars(rec: dict[str, Any]) -> dict[str, float]:
     """The numeric fields of a metrics record, each a scalar curve at ``env_steps``."""
     return {k: float(v) for k, v in rec.items()

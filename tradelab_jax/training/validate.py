@@ -176,6 +176,10 @@ def check_config(plain: dict[str, Any]) -> None:
         check_run_dir(run["dir"])
     elif run.get("outputs"):
         paths.check_output_dir(str(run["outputs"]), "run.outputs")
+    from tradelab_jax import tracking
+
+    tracking.check_names(run.get("loggers", tracking.DEFAULT))  # before any folder exists
+    tracking.check_uri(run.get("mlflow_uri"))
     for split in run.get("eval_splits") or []:
         if split not in SPLITS:
             raise UserError(f"invalid run.eval_splits entry {split!r}: use any of {', '.join(SPLITS)}")
