@@ -81,7 +81,11 @@ def _shown_point(root: Path, s: dict) -> Path:
 def _telemetry(point: Path, split: str) -> dict[str, Any]:
     import pandas as pd
 
-    df = pd.read_parquet(point / "telemetry.parquet")
+    return by_policy(pd.read_parquet(point / "telemetry.parquet"), split)
+
+
+def by_policy(df, split: str) -> dict[str, Any]:
+    """One split of a telemetry frame as policy -> its rows in bar order (what :func:`figures_of` draws)."""
     df = df[df["split"] == split]
     return {str(pol): g.sort_values("t").reset_index(drop=True) for pol, g in df.groupby("policy")}
 
@@ -99,12 +103,17 @@ def _floats(x) -> list[float | None]:
 def figures(point: Path, split: str, initial_cash: float) -> dict[str, Any]:
     """The report's plotly figures of one point's split: equity vs baselines and the asset with drawdown,
     the price with the agent's round trips, the agent's rolling Sharpe."""
+    return figures_of(_telemetry(point, split), split, initial_cash, _bars_per_year(point))
+
+
+def figures_of(tel: dict[str, Any], split: str, initial_cash: float, bars_per_year: float) -> dict[str, Any]:
+    """:func:`figures` from one split's telemetry already read (policy -> frame sorted by ``t``), so the UI
+    can draw the same figures from the telemetry it opened through its own checks."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from tradelab_jax.roundtrips import round_trip_table
 
-    tel = _telemetry(point, split)
     agent = tel["agent"]
     x = _iso(agent["ts"])
     eq = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04,
@@ -144,7 +153,7 @@ def figures(point: Path, split: str, initial_cash: float) -> dict[str, Any]:
 
     rs = pd.Series(r).rolling(w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        roll = np.array(rs.mean() / rs.std() * math.sqrt(_bars_per_year(point)), dtype=float)
+        roll = np.array(rs.mean() / rs.std() * math.sqrt(bars_per_year), dtype=float)
     roll[~np.isfinite(roll)] = np.nan
     rolling = go.Figure(go.Scatter(x=x, y=_floats(roll), name=f"agent, {w} bars", mode="lines"))
     rolling.update_layout(title=f"agent's rolling Sharpe ratio ({w}-bar window, annualised)", height=320,

@@ -156,15 +156,32 @@ def test_tables_of_one_run(populated):
     assert results.eval_table(empty).empty and results.trades_table(empty).empty
 
 
-def test_plots_are_figures_with_the_expected_lines(populated):
+def test_the_run_figures_are_the_reports_plotly_figures_of_the_telemetry(populated):
+    import pandas as pd
+
     d = results.resolve_run(populated, "20251126T120000Z_beta")
-    fig = results.plot_equity(results.equity_curves(d), "beta")
-    top, bottom = fig.axes
-    assert [line.get_label() for line in top.get_lines()] == ["agent", "buy and hold"]
-    assert len(bottom.collections) == 2  # a drawdown area per policy
+    figs = results.run_figures(d, "test")
+    eq = results.plot_equity(figs)
+    by_name = {t.name: t for t in eq.data}
+    assert set(by_name) == {"agent", "buy_and_hold", "flat", "agent drawdown", "buy_and_hold drawdown",
+                            "asset (close, scaled)"}
+    tel = pd.read_parquet(d / runs.TELEMETRY_FILE)
+    test = tel[tel["split"] == "test"]
+    for pol in ("agent", "buy_and_hold", "flat"):
+        assert list(by_name[pol].y) == list(test[test["policy"] == pol].sort_values("t")["equity"])
+    # hand-worked drawdown of 10000, 10500, 10400, 11000: only the third bar is below its peak
+    np.testing.assert_allclose(by_name["agent drawdown"].y, [0, 0, (10_400 / 10_500 - 1) * 100, 0])
+    assert by_name["agent"].x[0] == "2025-10-15T00:01"
+    assert all(t.showlegend is not False for t in eq.data)  # every panel's traces are in the legend
+    price = results.plot_price(figs)
+    entries = [t for t in price.data if t.name == "long entry"]
+    # the factory's agent holds from its first bar: one open round trip, marked where it starts
+    assert [list(t.x) for t in entries] == [["2025-10-15T00:01"]]
+    assert "1 round trip" in price.layout.title.text
+    assert results.plot_equity(None).layout.annotations[0].text.startswith("no equity curve")
+    assert results.run_figures(results.resolve_run(populated, "20251126T130000Z_cart")) is None
     metrics_fig = results.plot_metrics(results.load_metrics(d))
     assert len(metrics_fig.axes) == 4 and metrics_fig.axes[0].get_lines()
-    assert results.plot_equity(None).axes[0].texts  # a message instead of an empty chart
     assert results.plot_metrics(results.load_metrics(populated / "nothing")).axes[0].texts
 
 
@@ -179,8 +196,12 @@ def test_compare_two_runs(populated):
     assert side.set_index("field").loc["total_return %", ids[1]] == "10.00%"
     assert side.set_index("field").loc["seed", ids[1]] == "2"
     fig = results.plot_compare_equity(populated, ids, "test")
-    labels = [line.get_label() for line in fig.axes[0].get_lines()]
-    assert len(labels) == 4 and labels[-1] == "buy and hold" and "seed=2" in labels[1]
+    top = [t for t in fig.data if t.yaxis == "y"]
+    bottom = [t for t in fig.data if t.yaxis == "y2"]
+    assert len(top) == 4 and top[-1].name == "buy and hold" and "seed=2" in top[1].name
+    assert list(top[1].y) == [10_000.0, 10_500.0, 10_400.0, 11_000.0]
+    assert [t.name for t in bottom] == [f"{t.name} drawdown" for t in top[:3]]  # a legend entry each
+    assert side.set_index("field").loc["verdict", ids[0]] == "- (no stats.json)"
     with pytest.raises(UserError):
         results.compare_table(populated, ["20251126T110000Z_alpha", "../../etc"])
 
@@ -201,8 +222,8 @@ def test_runs_over_different_periods_are_aligned_on_their_first_bar(outputs):
     tel["ts"] += 86_400_000
     tel.to_parquet(late / runs.TELEMETRY_FILE, index=False)
     fig = results.plot_compare_equity(outputs, ["20251126T110000Z_a", "20251126T120000Z_b"])
-    assert "different periods" in fig.axes[1].get_xlabel()
-    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0, 1, 2, 3]
+    assert "different periods" in fig.layout.xaxis2.title.text
+    assert list(fig.data[0].x) == [0, 1, 2, 3]
 
 
 def test_a_sweep_point_resumes_with_its_sweep_and_a_plain_multirun_point_alone(outputs):
@@ -228,22 +249,25 @@ def test_the_run_view_links_tensorboard_and_the_stats_verdict(populated):
     from tradelab_jax.ui.tabs.runs import links_md
 
     alpha = results.resolve_run(populated, "20251126T110000Z_alpha")
-    assert links_md(populated, alpha) == f"TensorBoard: `tensorboard --logdir {populated}`"
+    assert links_md(populated, alpha).split("  \n") == [
+        f"TensorBoard: `tensorboard --logdir {populated}`",
+        "No stats.json for this run yet (written after training; `tradelab stats DIR` makes one): no "
+        "intervals or verdict to show."]
     verdict = "best of 2 configurations: Sharpe 0.41; PBO n/a (needs at least 2 configurations)"
     (alpha / results.STATS_FILE).write_text(json.dumps({"schema": 1, "verdict": verdict}))
     lines = links_md(populated, alpha).split("  \n")
     assert lines[0].startswith("TensorBoard: `tensorboard --logdir ") and len(lines) == 2
-    assert lines[1] == "Statistics (20251126T110000Z\\_alpha/stats.json): " + verdict
+    assert lines[1] == "**Verdict** (20251126T110000Z\\_alpha/stats.json): " + verdict
     # A sweep point shows its sweep's verdict; a stats.json without one is a note, not a line.
     sweep = populated / "multirun" / "20251126T140000Z_sw"
     (sweep / results.STATS_FILE).write_text(json.dumps({"verdict": "1 configuration over 2 point(s): x"}))
     where = "multirun/20251126T140000Z\\_sw/stats.json"
     point_links = links_md(populated, sweep / "0")
-    assert point_links.endswith(f"Statistics ({where}): 1 configuration over 2 point(s): x")
+    assert point_links.endswith(f"**Verdict** ({where}): 1 configuration over 2 point(s): x")
     (sweep / results.STATS_FILE).write_text(json.dumps({"verdict": None}))
     notes: list[str] = []
-    assert "Statistics" not in links_md(populated, sweep / "0", notes)
+    assert "Verdict" not in links_md(populated, sweep / "0", notes)
     assert notes == [f"{sweep / results.STATS_FILE} holds no verdict sentence"]
     (sweep / results.STATS_FILE).write_text("[1, 2")
     notes = []
-    assert "Statistics" not in links_md(populated, sweep / "1", notes) and "not valid JSON" in notes[0]
+    assert "Verdict" not in links_md(populated, sweep / "1", notes) and "not valid JSON" in notes[0]

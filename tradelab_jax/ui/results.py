@@ -9,8 +9,10 @@ link planted in outputs/ never makes the UI read or serve another file. What can
 bad YAML or JSON, a config that is no mapping, a damaged metrics line or telemetry) is left out of the view
 with one sentence in its ``notes``, never an exception; discovery's skipped entries (:func:`runs.scan_runs`)
 are notes of the runs table. Run states, what can resume and run discovery
-are the contract's (:mod:`tradelab_jax.runs`); the equity drawing is :mod:`tradelab_jax.plots`'. Plots are
-matplotlib figures (Agg, no pyplot state), so they are safe to build from several request threads at once.
+are the contract's (:mod:`tradelab_jax.runs`). A run's equity and price figures are the report's plotly
+figures (:func:`tradelab_jax.report.figures_of`, drawn from the telemetry read here), so the panel and
+``tradelab report`` show the same thing, interactive; the training curves are matplotlib figures (Agg, no
+pyplot state), safe to build from several request threads at once.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tradelab_jax import fmt, paths, roundtrips, runs
+from tradelab_jax import fmt, paths, report, roundtrips, runs
 from tradelab_jax.errors import UserError
-from tradelab_jax.plots import date_axis, drawdown, equity_figure
+from tradelab_jax.plots import drawdown
 from tradelab_jax.runs import WHAT_RESUMES
 
 # The runs table: column -> how it is read. Metrics are the agent's on the test split.
@@ -454,12 +456,53 @@ def plot_metrics(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_equity(curves: pd.DataFrame | None, title: str = "") -> Figure:
-    """Agent vs buy-and-hold equity (:func:`equity_curves`) with the drawdown of each below."""
-    if curves is None or curves.empty:
-        return _empty("no equity curve: the run has no trading evaluation yet")
-    return equity_figure(curves["ts"].to_numpy(), curves["agent"].to_numpy(float),
-                         curves["buy_and_hold"].to_numpy(float), title=title, benchmark_drawdown=True)
+def _empty_plotly(message: str, height: int = 260):
+    """A plotly figure that says why there is nothing to draw (never an empty chart)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": "#555"})
+    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+def run_figures(run_dir: Path, split: str = "test", notes: Notes = None) -> dict[str, Any] | None:
+    """The report's figures of one run's split (:func:`tradelab_jax.report.figures_of`): ``equity`` (agent,
+    baselines and the asset, with the agent's and buy-and-hold's drawdown below), ``price`` (the agent's
+    round trips marked), ``rolling_sharpe``; plus ``split``, the split drawn (the last one the telemetry has
+    when ``split`` is not in it). None for a run without a trading telemetry."""
+    tel = load_telemetry(run_dir, notes)
+    if tel is None or not {"split", "policy", "t", "ts", "equity", "close"} <= set(tel.columns):
+        return None
+    splits = list(dict.fromkeys(tel["split"]))
+    if split not in splits:
+        if not splits:
+            return None
+        split = splits[-1]
+    parts = report.by_policy(tel, split)
+    if "agent" not in parts:
+        return None
+    env = _mapping(_safe_config(run_dir, notes).get("env"))
+    cash = _num(env.get("initial_cash")) or 10_000.0
+    bars_per_year = _num(env.get("bars_per_year")) or 525_600
+    figs = report.figures_of(parts, split, float(cash), float(bars_per_year))
+    figs["split"] = split
+    return figs
+
+
+def plot_equity(figs: dict[str, Any] | None):
+    """The run view's equity figure (:func:`run_figures`), or a figure saying there is none."""
+    if not figs:
+        return _empty_plotly("no equity curve: the run has no trading evaluation yet")
+    return figs["equity"]
+
+
+def plot_price(figs: dict[str, Any] | None):
+    """The run view's price figure with the agent's round trips, or a figure saying there is none."""
+    if not figs:
+        return _empty_plotly("no price chart: the run has no trading evaluation yet")
+    return figs["price"]
 
 
 def _run_label(outputs: str | os.PathLike, run_id: str, config: dict[str, Any]) -> str:
@@ -487,7 +530,8 @@ COMPARE_CONFIG = (
 
 
 def compare_table(outputs: str | os.PathLike, run_ids: list[str], notes: Notes = None) -> pd.DataFrame:
-    """One row per run: its test-split metrics, buy-and-hold's return, then its config."""
+    """One row per run: its test-split metrics, buy-and-hold's return, the agent's Sharpe IQM with its 95 %
+    interval over seeds/folds and the verdict of its (or its sweep's) stats.json, then its config."""
     rows = []
     for rid in run_ids:
         d = resolve_run(outputs, rid)
@@ -507,11 +551,14 @@ def compare_table(outputs: str | os.PathLike, run_ids: list[str], notes: Notes =
             "order_type": env.get("order_type"),
             "total_timesteps": agent.get("total_timesteps"),
         }
+        found = read_stats(outputs, d, notes)
         rows.append(
             {
                 "run": rid,
                 **{k: row.get(k) for k in SUMMARY_METRICS},
                 "buy_and_hold_return": bh.get("total_return"),
+                "sharpe IQM [95 %]": sharpe_interval(found[2]) if found else "- (no stats.json)",
+                "verdict": found[2]["verdict"].strip() if found else "- (no stats.json)",
                 **config,
             }
         )
@@ -545,13 +592,18 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: str = "test",
-                        notes: Notes = None) -> Figure:
-    """Each run's agent equity on one split, overlaid, with buy-and-hold of the first run as reference.
+                        notes: Notes = None):
+    """Each run's agent equity on one split, overlaid, with buy-and-hold of the first run as reference, and
+    each run's drawdown (%) below in the run's colour; a plotly figure (hover, zoom, a legend per panel).
 
     Runs over the same bars share a time axis; runs over different periods are aligned on their first bar.
     """
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
     if len(run_ids) < 1:
-        return _empty("pick two or more runs to compare")
+        return _empty_plotly("pick two or more runs to compare")
     loaded = []
     for rid in run_ids:
         d = resolve_run(outputs, rid)
@@ -559,30 +611,32 @@ def plot_compare_equity(outputs: str | os.PathLike, run_ids: list[str], split: s
         if curves is not None:
             loaded.append((rid, _safe_config(d), curves))
     if not loaded:
-        return _empty("none of these runs has an equity curve (trading evaluation) yet")
+        return _empty_plotly("none of these runs has an equity curve (trading evaluation) yet")
     same_period = len({int(c["ts"].iloc[0]) for _, _, c in loaded}) == 1
-    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for rid, cfg, curves in loaded:
-        x = curves["time"] if same_period else np.arange(len(curves))
+
+    def xs(curves: pd.DataFrame) -> list:
+        return report._iso(curves["ts"]) if same_period else list(range(len(curves)))
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06,
+                        subplot_titles=(f"agent equity on the {split} split (quote currency)", "drawdown %"))
+    palette = qualitative.Plotly
+    for i, (rid, cfg, curves) in enumerate(loaded):
+        label, colour = _run_label(outputs, rid, cfg), palette[i % len(palette)]
         eq = curves["agent"].to_numpy(float)
-        (line,) = top.plot(x, eq, lw=1.2, label=_run_label(outputs, rid, cfg))
-        bottom.plot(x, -drawdown(eq) * 100, lw=1, color=line.get_color())
+        fig.add_trace(go.Scatter(x=xs(curves), y=report._floats(eq), name=label, mode="lines",
+                                 line={"color": colour}, legendgroup=rid), 1, 1)
+        dd = report._floats(-drawdown(eq) * 100)
+        fig.add_trace(go.Scatter(x=xs(curves), y=dd, name=f"{label} drawdown", mode="lines",
+                                 line={"color": colour, "width": 1}, legendgroup=rid), 2, 1)
     reference = loaded[0][2]
     if "buy_and_hold" in reference:
-        x = reference["time"] if same_period else np.arange(len(reference))
         label = "buy and hold" if same_period else f"buy and hold ({loaded[0][0]})"
-        top.plot(x, reference["buy_and_hold"], lw=1.2, color="0.3", ls="--", label=label)
-    top.set_ylabel("equity (quote)")
-    top.set_title(f"agent equity on the {split} split", fontsize=10)
-    top.legend(fontsize=8, loc="best")
-    top.grid(alpha=0.3)
-    bottom.set_ylabel("drawdown %")
-    bottom.grid(alpha=0.3)
-    if same_period:
-        date_axis(bottom)
-    else:
-        bottom.set_xlabel("bars since the split's first bar (the runs cover different periods)")
+        fig.add_trace(go.Scatter(x=xs(reference), y=report._floats(reference["buy_and_hold"]), name=label,
+                                 mode="lines", line={"color": "#444", "dash": "dash"}), 1, 1)
+    fig.update_layout(height=560, legend={"orientation": "h"}, hovermode="x unified")
+    if not same_period:
+        fig.update_xaxes(title_text="bars since the split's first bar (the runs cover different periods)",
+                         row=2, col=1)
     return fig
 
 
@@ -627,9 +681,11 @@ def resume_target(outputs: str | os.PathLike, run_id: Any) -> ResumeTarget:
 STATS_FILE = "stats.json"  # written by `tradelab stats DIR` (tradelab_jax/stats; docs/statistics.md)
 
 
-def stats_verdict(outputs: str | os.PathLike, run_dir: Path, notes: Notes = None) -> tuple[str, str] | None:
-    """``(where, verdict)``: the verdict sentence of the run's stats.json, else of its sweep's (the folder a
-    sweep point lies in); ``None`` when neither has one. ``where`` is the file relative to ``outputs``."""
+def read_stats(outputs: str | os.PathLike, run_dir: Path,
+               notes: Notes = None) -> tuple[str, Path, dict] | None:
+    """``(where, folder, stats)``: the run's stats.json, else its sweep's (the folder a sweep point lies in);
+    ``None`` when neither has one with a verdict sentence (a note says so). ``where`` is the file relative to
+    ``outputs``; ``folder`` is what ``tradelab report`` reports on."""
     root = Path(outputs).resolve()
     for d in (Path(run_dir), Path(run_dir).parent):
         if d.resolve() == root or not (d / STATS_FILE).exists():
@@ -643,8 +699,82 @@ def stats_verdict(outputs: str | os.PathLike, run_dir: Path, notes: Notes = None
             where = (d.resolve() / STATS_FILE).relative_to(root)
         except ValueError:
             where = d / STATS_FILE
-        return str(where), verdict.strip()
+        return str(where), d, s
     return None
+
+
+def stats_verdict(outputs: str | os.PathLike, run_dir: Path, notes: Notes = None) -> tuple[str, str] | None:
+    """``(where, verdict)`` of :func:`read_stats`; ``None`` when there is none."""
+    found = read_stats(outputs, run_dir, notes)
+    return None if found is None else (found[0], found[2]["verdict"].strip())
+
+
+INTERVAL_METRICS = ("sharpe", "total_return", "max_drawdown", "trades")
+INTERVAL_COLUMNS = ("configuration", "policy", "metric", "n", "mean", "IQM", "95 % low", "95 % high", "note")
+
+
+def intervals_table(stats: dict[str, Any] | None) -> pd.DataFrame:
+    """stats.json's per-configuration summaries as rows: the IQM over seeds/folds with its 95 % interval
+    (formatted as the CLI does); a missing interval has its reason in ``note``, never a made-up number."""
+    rows = []
+    for c in (stats or {}).get("configs") or []:
+        if not isinstance(c, dict):
+            continue
+        for pol, metrics in _mapping(c.get("policies")).items():
+            if pol not in ("agent", "buy_and_hold"):
+                continue
+            for m in INTERVAL_METRICS:
+                summary = _mapping(_mapping(metrics).get(m))
+                if not summary:
+                    continue
+                kind = fmt.METRIC_KINDS.get(m, "num")
+                ci = summary.get("iqm_ci95") if isinstance(summary.get("iqm_ci95"), list) else None
+                rows.append({
+                    "configuration": str(c.get("name")), "policy": pol, "metric": fmt.header(m),
+                    "n": summary.get("n"), "mean": fmt.cell(summary.get("mean"), kind),
+                    "IQM": fmt.cell(summary.get("iqm"), kind),
+                    "95 % low": fmt.cell(ci[0], kind) if ci else "-",
+                    "95 % high": fmt.cell(ci[1], kind) if ci else "-",
+                    "note": "" if ci else str(summary.get("reason") or "no interval"),
+                })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS))
+
+
+def sharpe_interval(stats: dict[str, Any] | None) -> str:
+    """The agent's Sharpe IQM [95 % interval] of the first configuration, in one cell (``-`` when none)."""
+    configs = (stats or {}).get("configs") or []
+    best = _mapping((stats or {}).get("best"))
+    idx = best.get("index") if isinstance(best.get("index"), int) else 0
+    c = _mapping(configs[idx]) if configs and idx < len(configs) else {}
+    summary = _mapping(_mapping(_mapping(c.get("policies")).get("agent")).get("sharpe"))
+    if summary.get("iqm") is None:
+        return "-"
+    ci = summary.get("iqm_ci95")
+    iqm = fmt.cell(summary["iqm"], "num")
+    return f"{iqm} [{fmt.cell(ci[0], 'num')}, {fmt.cell(ci[1], 'num')}]" if ci else f"{iqm} (no interval)"
+
+
+def build_report(outputs: str | os.PathLike, run_id: str, dest: Path) -> Path:
+    """Write the report (``tradelab_jax.report.build``) of the run's stats folder (the run, or its sweep)
+    into ``dest``/report.html for download; never into outputs/. UserError when there is nothing to report
+    or the run has a file linked out of it (the report reads files directly)."""
+    from tradelab_jax.io import atomic_write_text
+
+    run_dir = resolve_run(outputs, run_id)
+    linked: list[str] = []
+    note_links_out(run_dir, linked)
+    if linked:
+        raise UserError(f"no report for {run_id}: {linked[0]}")
+    found = read_stats(outputs, run_dir)
+    folder = found[1] if found else run_dir
+    try:
+        text = report.build(folder)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"no report for {run_id}: {err}") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / report.REPORT_FILE
+    atomic_write_text(out, text)
+    return out
 
 
 def status_line(run_dir: Path, notes: Notes = None) -> str:

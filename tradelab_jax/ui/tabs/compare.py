@@ -28,11 +28,12 @@ def build(shared: Shared) -> None:
         error = gr.Markdown("", elem_id="compare-error")
         table = gr.Dataframe(
             EMPTY_COMPARE,
-            label="Runs side by side: the agent's metrics on the split, then the config",
+            label="Runs side by side: the agent's metrics on the test split, its Sharpe IQM [95 % interval] "
+            "over seeds/folds and the verdict (stats.json), then the config",
             interactive=False,
             elem_id="compare-table",
         )
-        plot = gr.Plot(label="Equity curves overlaid", format="png", elem_id="compare-plot", show_label=False)
+        plot = gr.Plot(label="Equity curves overlaid", elem_id="compare-plot", show_label=False)
 
     def on_compare(run_ids, split_name):
         run_ids = list(run_ids or [])

@@ -23,7 +23,9 @@ from tradelab_jax.ui.tabs.launch import JobPanel
 
 EMPTY_EVAL = pd.DataFrame(columns=["split", "policy", *map(fmt.header, results.SUMMARY_METRICS)])
 EMPTY_TRADES = pd.DataFrame(columns=list(results.TRADE_COLUMNS))
-EMPTY_VIEW = ["", "", "", None, EMPTY_EVAL, None, EMPTY_TRADES, ""]  # the run view with no run open
+EMPTY_INTERVALS = pd.DataFrame(columns=list(results.INTERVAL_COLUMNS))
+# the run view with no run open (the order of RunView.shown)
+EMPTY_VIEW = ["", "", "", None, None, EMPTY_INTERVALS, EMPTY_EVAL, None, EMPTY_TRADES, ""]
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class RunView:
     pick: gr.Dropdown
     split: gr.Radio
     error: gr.Markdown
-    shown: list  # error, status line, links, equity plot, eval table, metrics plot, trades table, config
+    # error, status line, links, equity plot, price plot, intervals, eval table, metrics plot, trades, config
+    shown: list
 
     @property
     def io(self) -> tuple[list, list]:
@@ -48,8 +51,16 @@ def links_md(outputs: Path, run_dir: Path, notes: list[str] | None = None) -> st
     found = results.stats_verdict(outputs, run_dir, notes)
     if found:
         where, verdict = found
-        lines.append(f"Statistics ({md(where)}): {md(verdict)}")
+        lines.append(f"**Verdict** ({md(where)}): {md(verdict)}")
+    else:
+        lines.append("No stats.json for this run yet (written after training; `tradelab stats DIR` makes "
+                     "one): no intervals or verdict to show.")
     return "  \n".join(lines)
+
+
+def _stats_of(outputs: Path, run_dir: Path) -> dict | None:
+    found = results.read_stats(outputs, run_dir)  # its notes are the links line's
+    return found[2] if found else None
 
 
 def open_run(outputs: Path, run_id: str | None, split: str) -> list:
@@ -73,12 +84,13 @@ def open_run(outputs: Path, run_id: str | None, split: str) -> list:
             notes.append(f"{run_id}: the {part} could not be shown ({type(err).__name__}: {err})")
             return empty
 
-    title = f"{run_id}: equity on the {split} split, agent vs buy-and-hold (drawdown below)"
+    figs = shown("equity and price figures", lambda: results.run_figures(d, split, notes), None)
     shown_view = [
         shown("status line", lambda: results.status_line(d, notes), ""),
         shown("links", lambda: links_md(outputs, d, notes), ""),
-        shown("equity plot", lambda: results.plot_equity(results.equity_curves(d, split, notes), title),
-              None),
+        shown("equity plot", lambda: results.plot_equity(figs), None),
+        shown("price plot", lambda: results.plot_price(figs), None),
+        shown("intervals", lambda: results.intervals_table(_stats_of(outputs, d)), EMPTY_INTERVALS),
         shown("evaluation summary", lambda: results.eval_table(d, notes), EMPTY_EVAL),
         shown("training curves", lambda: results.plot_metrics(results.load_metrics(d, notes)), None),
         shown("trades table", lambda: results.trades_table(d, split, notes=notes), EMPTY_TRADES),
@@ -153,9 +165,17 @@ def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobP
     with gr.Row():
         split = gr.Radio(["test", "val"], value="test", label="Evaluation split", elem_id="run-split")
     equity_plot = gr.Plot(
-        label="Equity: agent vs buy-and-hold, drawdown below", format="png", show_label=False,
+        label="Equity: agent vs baselines and the asset, drawdown below", show_label=False,
         elem_id="equity-plot",
     )  # fmt: skip
+    price_plot = gr.Plot(label="Price with the agent's round trips", show_label=False, elem_id="price-plot")
+    intervals_df = gr.Dataframe(
+        EMPTY_INTERVALS, label="Intervals over seeds/folds (stats.json): IQM with its 95 % interval",
+        interactive=False, elem_id="intervals-table",
+    )  # fmt: skip
+    with gr.Row():
+        report_btn = gr.Button("Build report (report.html)", elem_id="report-btn", scale=0, min_width=220)
+        report_file = gr.File(label="Report", interactive=False, elem_id="report-file")
     eval_df = gr.Dataframe(
         EMPTY_EVAL, label="Evaluation summary (eval_summary.json)", interactive=False, elem_id="eval-table"
     )
@@ -166,9 +186,10 @@ def _run_view(shared: Shared, table: gr.Dataframe, pick: gr.Dropdown, jobs: JobP
         trades_df = gr.Dataframe(EMPTY_TRADES, interactive=False, elem_id="trades-table", max_height=360)
     with gr.Accordion("Config (config.yaml)", open=False):
         config_code = gr.Code(language="yaml", interactive=False, elem_id="run-config")
-    view = RunView(pick, split, error, [error, status, links, equity_plot, eval_df, metrics_plot, trades_df,
-                                        config_code])  # fmt: skip
+    view = RunView(pick, split, error, [error, status, links, equity_plot, price_plot, intervals_df, eval_df,
+                                        metrics_plot, trades_df, config_code])  # fmt: skip
     _files(shared, pick)
+    _wire_report(shared, pick, report_btn, report_file)
 
     def on_open(run_id, split_name):
         return open_run(shared.outputs, run_id, split_name)
@@ -206,6 +227,24 @@ def _files(shared: Shared, pick: gr.Dropdown) -> None:
         return str(dest / name)
 
     file_btn.click(on_download, [pick, file_pick], [file_out])
+
+
+def _wire_report(shared: Shared, pick: gr.Dropdown, button: gr.Button, out: gr.File) -> None:
+    """Build the open run's report (``tradelab_jax.report``, of its stats folder) into a temporary folder
+    Gradio serves as a download; a refusal is one warning, never an error page."""
+    report_dir = Path(tempfile.mkdtemp(prefix="tradelab-ui-report-"))
+
+    def on_report(run_id):
+        if not run_id:
+            gr.Warning("Pick a run first.")
+            return None
+        try:
+            return str(results.build_report(shared.outputs, run_id, report_dir / run_id.replace("/", "__")))
+        except UserError as err:
+            gr.Warning(str(err))
+            return None
+
+    button.click(on_report, [pick], [out])
 
 
 def _wire_resume(
