@@ -61,10 +61,21 @@ def test_blocks_are_contiguous_and_spread_evenly(points, block, devices, owners)
 # cached per device set, so nothing is shared between the three).
 DRIVER = """
 import sys
+from pathlib import Path
+from hydra import compose, initialize_config_dir
+from tradelab_jax import paths
 from tradelab_jax.cli import main
+from tradelab_jax.training import compose as tl_compose, session
 out, args = sys.argv[1], sys.argv[2:]
 for n in (1, 2, 4):
     assert main(["train", *args, f"run.devices={n}", f"run.dir={out}/d{n}"]) == 0
+# Cancelled after 4 of 8 updates on 4 devices, resumed on 1: a resume may change the device count.
+tl_compose.register()
+with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
+    plain = tl_compose.to_plain(compose("config", overrides=[*args, "run.devices=4", f"run.dir={out}/cut"]))
+cut = Path(out) / "cut"
+assert session.train_config(plain, cut, should_stop=lambda update: update >= 4)["status"] == "cancelled"
+assert main(["train", f"run.resume={cut}", "run.devices=1", "run.progress=false"]) == 0
 """
 
 
@@ -82,19 +93,20 @@ def _fingerprint(sweep: Path) -> dict[str, Any]:
     return out
 
 
-def test_one_two_and_four_devices_give_identical_bytes(tmp_path):
+def test_one_two_and_four_devices_give_identical_bytes_and_resume_across_counts(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     args = [*TINY_GYMNAX, "sweep.seed=[0,1,2,3]", "sweep.agent.lr=[0.001,0.0003]", "run.point_block=2",
             "run.loggers=[]"]
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), *args], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two, four = (_fingerprint(tmp_path / f"d{n}") for n in (1, 2, 4))
+    one, two, four, resumed = (_fingerprint(tmp_path / d) for d in ("d1", "d2", "d4", "cut"))
     assert len(one) == 8 and all(p["checkpoints"] and p["metrics"] for p in one.values())
     # the points really differ from each other (a sweep that trained one point 8 times would pass below)
     assert len({p["checkpoints"]["ckpt_000000008.msgpack"] for p in one.values()}) == 8
     assert two == one
     assert four == one
+    assert resumed == one
 
 
 def test_bench_devices_refuses_what_it_cannot_run_in_one_sentence():
