@@ -34,6 +34,10 @@ COMMANDS = [
     (["archive", "pull", "some_run", "--bucket", "tradelab-test", "--endpoint-url", "http://127.0.0.1:9",
       "--outputs", "{bad}"], "--outputs"),
     (["parity", "--workloads", "features", "--out", "{bad}"], "--out"),
+    (["check", "canary", "--out", "{bad}"], "--out"),
+    (["data", "stream", "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m",
+      "--ws-url", "ws://127.0.0.1:9", "--rest-url", "http://127.0.0.1:9", "--lake", "{bad}"], "--lake"),
+    (["data", "retain", "binance_btcusdt_1m", "--keep", "90d", "--lake", "{bad}"], "--lake"),
 ]
 
 
@@ -84,3 +88,12 @@ def test_train_refuses_an_unusable_outputs_root(places, tmp_path):
         [error] = [x for x in proc.stderr.splitlines() if x.strip()]
         assert error.startswith("error: run.outputs=") and needle in error
         assert "HYDRA_FULL_ERROR" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sub", ["list", "prune"])
+def test_runs_refuses_an_outputs_root_that_is_a_file(sub, places, capsys):
+    bad_places, _ = places
+    code = cli.main(["runs", sub, "--outputs", str(bad_places["file"])])
+    err = capsys.readouterr().err
+    [error] = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and error.startswith("error: --outputs=") and "is not a folder" in error

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     outputs = args.outputs.expanduser().resolve() if args.outputs else default_outputs()
+    if outputs.exists() and not outputs.is_dir():
+        raise UserError(f"--outputs={str(args.outputs or outputs)!r} is not a folder ({outputs} is a file); "
+                        "give the outputs root that holds the runs")
     if args.command == "list":
         return _list(outputs)
     return _prune(args, outputs)
