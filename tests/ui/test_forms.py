@@ -42,8 +42,9 @@ CHOICES = forms.Choices(
 )
 # A generated override: a known key, '=', then a number, a bool, a name or a list of numbers.
 SAFE_OVERRIDE = re.compile(
-    r"^(data|features|seed|data\.id|env\.[a-z_]+|agent\.[a-z_]+|run\.(tag|chunk_updates)|sweep\.(seed|env\.[a-z_]+))"
-    r"=([A-Za-z0-9_.-]+|\[[0-9eE.+,-]+\])$"
+    r"^(data|features|seed|data\.id|env\.[a-z_]+|agent\.[a-z_]+|run\.(tag|chunk_updates)|sweep\.(seed|env\.[a-z_]+)"
+    r"|data\.split\.(train|val)|data\.(start|end)|cv|cv\.[a-z_]+)"
+    r"=([A-Za-z0-9_.-]+|\[[0-9eE.+,-]+\]|'\d{4}-\d{2}-\d{2}(T\d{2}:\d{2})?')$"
 )
 
 
@@ -263,6 +264,8 @@ text_fields = (
     "chunk_updates",
     "seeds",
     "tag",
+    *forms.SPLIT_FIELDS,
+    *(f for f in forms.CV_FIELDS if f not in ("cv", "cv_mode")),
 )
 
 
@@ -409,3 +412,84 @@ def test_the_real_presets_compose_with_advanced_values(tmp_path):
     assert errors == {}
     compose.register()
     compose.check_overrides([*plan.overrides, forms.run_dir_override(tmp_path / "x_ui")])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Splits and cross-validation
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({}, ()),
+        ({"data_start": "2025-10-01", "data_end": "2025-10-20T12:00"},
+         ("data.start='2025-10-01'", "data.end='2025-10-20T12:00'")),
+        ({"split_train": "0.6", "split_val": "0.2"}, ("data.split.train=0.6", "data.split.val=0.2")),
+        ({"cv": "walk_forward", "cv_folds": "3", "cv_embargo_bars": "10", "cv_test": "0.1",
+          "cv_train": "2000", "cv_mode": "rolling"},
+         ("cv=walk_forward", "cv.folds=3", "cv.embargo_bars=10", "cv.test=0.1", "cv.train=2000",
+          "cv.mode=rolling")),
+        ({"cv": "purged_kfold", "cv_folds": "4"}, ("cv=purged_kfold", "cv.folds=4")),
+    ],
+)
+def test_split_and_cv_fields_become_the_clis_overrides(changes, expected):
+    plan, errors = forms.parse_form(values(**changes), CHOICES)
+    assert errors == {}
+    new = [o for o in plan.overrides if o.split("=")[0].startswith(("data.s", "data.e", "cv"))]
+    assert tuple(new) == expected
+
+
+@pytest.mark.parametrize(
+    "changes, field, needle",
+    [
+        ({"data_start": "01/10/2025"}, "data_start", "data.start must be a UTC date like 2025-10-01"),
+        ({"data_start": "2025-13-01"}, "data_start", "data.start"),
+        ({"split_train": "0.5, 0.6"}, "split_train", "data.split.train takes a single value, got 2"),
+        ({"split_train": "${oops}"}, "split_train", "may only hold numbers"),
+        ({"cv_folds": "3"}, "cv_folds", "cv.folds sets up cross-validation folds; choose cv=walk_forward"),
+        ({"cv": "purged_kfold", "cv_test": "0.1"}, "cv_test", "cv.test is a walk-forward setting"),
+        ({"cv": "walk_forward", "cv_test": "-3"}, "cv_test",
+         "cv.test must be a number of bars (int >= 1) or a fraction in (0, 1), got -3"),
+        ({"cv": "walk_forward", "cv_folds": "2.5"}, "cv_folds", "cv.folds must be whole numbers"),
+        ({"cv": "kfold"}, "cv", "invalid cv.kind 'kfold'"),
+    ],
+)
+def test_a_bad_split_or_cv_value_is_one_sentence_under_its_field(changes, field, needle):
+    plan, errors = forms.parse_form(values(**changes), CHOICES)
+    assert plan is None and list(errors) == [field] and needle in errors[field]
+
+
+@pytest.mark.parametrize(
+    "changes, field, overrides",
+    [
+        ({"split_train": "1.5"}, "split_train", ["data.split.train=1.5"]),
+        ({"split_train": "0.9", "split_val": "0.2"}, "split_val",
+         ["data.split.train=0.9", "data.split.val=0.2"]),
+        ({"data_start": "2025-10-20", "data_end": "2025-10-10"}, "data_end",
+         ["data.start='2025-10-20'", "data.end='2025-10-10'"]),
+        ({"cv": "walk_forward", "cv_folds": "1"}, "cv_folds", ["cv=walk_forward", "cv.folds=1"]),
+        ({"cv": "walk_forward", "cv_mode": "expanding", "cv_train": "500"}, "cv_train",
+         ["cv=walk_forward", "cv.mode=expanding", "cv.train=500"]),
+    ],
+)
+def test_split_and_cv_refusals_are_the_trainers_sentences(changes, field, overrides):
+    """The form's sentence is the one the trainer's own validation prints for the same overrides."""
+    from tradelab_jax.training import compose
+
+    compose.register()
+    with pytest.raises(UserError) as cli:
+        compose.check_overrides(["data.id=binance_btcusdt_1m_2025-10", *overrides])
+    _, errors = forms.parse_form(values(**changes), CHOICES)
+    assert errors == {field: str(cli.value)}
+
+
+def test_the_trainer_composes_the_split_and_cv_overrides():
+    from tradelab_jax.training import compose
+
+    choices = forms.load_choices()
+    plan, errors = forms.parse_form({**forms.initial_values(choices), "data_start": "2025-10-02",
+                                     "split_train": "0.6", "cv": "purged_kfold", "cv_folds": "3",
+                                     "cv_embargo_bars": "5"}, choices)
+    assert errors == {}
+    compose.register()
+    compose.check_overrides(["data.id=binance_btcusdt_1m_2025-10", *plan.overrides[1:]])

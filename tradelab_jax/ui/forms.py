@@ -273,6 +273,99 @@ def _parse_tag(raw: Any, _: Choices) -> str:
     return tag
 
 
+_WHEN_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2})?$")
+
+
+def _when(key: str) -> Field:
+    """An optional UTC date (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM``): the data layer's own parser
+    (:func:`tradelab_jax.data.schema.parse_time`) checks it; quoted for Hydra, so the colon stays text."""
+
+    def parse(raw: Any, _: Choices) -> str | None:
+        text = "" if raw is None else str(raw).strip()
+        if not text:
+            return None
+        if not _WHEN_RE.fullmatch(text):
+            raise FieldError(f"{key} must be a UTC date like 2025-10-01 or 2025-10-01T12:00; {text!r} is not")
+        from tradelab_jax.data.schema import parse_time
+
+        parse_time(text, key)
+        return text
+
+    return Field(parse, lambda x, _: [] if x is None else [f"{key}='{x}'"], optional=True)
+
+
+def _fraction(key: str) -> Field:
+    """An optional ``data.split.<name>`` fraction, checked by the trainer's own rule (training.envs)."""
+    name = key.rsplit(".", 1)[-1]
+
+    def parse(raw: Any, _: Choices) -> float | None:
+        if raw is None or str(raw).strip() == "":
+            return None  # keep the config's default
+        values = parse_numbers(raw, what=key)
+        x = float(_one(values, key))
+        from tradelab_jax.training.envs import split_options
+
+        # The trainer's range sentence for this fraction alone (train + val is a cross check): the other
+        # fraction is set where the sum cannot be what fails.
+        split_options({"data": {"split": {"train": x, "val": 0.0} if name == "train" else {"train": 1e-9,
+                                                                                         "val": x}}})
+        return x
+
+    return Field(parse, lambda x, _: [] if x is None else [f"{key}={_fmt_float(x)}"], optional=True)
+
+
+def _cv_int(key: str, low: int) -> Field:
+    def parse(raw: Any, _: Choices) -> int | None:
+        if raw is None or str(raw).strip() == "":
+            return None  # keep the config's default
+        values = parse_numbers(raw, what=key, integer=True)
+        n = int(_one(values, key))
+        if n < low:  # the sentence of training/folds.make_folds
+            raise FieldError(f"{key} must be an integer >= {low}, got {n}")
+        return n
+
+    return Field(parse, lambda n, _: [] if n is None else [f"{key}={n}"], optional=True)
+
+
+def _cv_length(key: str) -> Field:
+    """``cv.test`` / ``cv.train``: bars (a whole number) or a fraction in (0, 1) (training/folds.bars_of)."""
+
+    def parse(raw: Any, _: Choices) -> float | int | None:
+        if raw is None or str(raw).strip() == "":
+            return None  # keep the config's default
+        values = parse_numbers(raw, what=key)
+        x = _one(values, key)
+        x = int(x) if float(x).is_integer() else float(x)
+        from tradelab_jax.training.folds import bars_of
+
+        bars_of(x, 1, key)
+        return x
+
+    def overrides(x: Any, _: Choices) -> list[str]:
+        return [] if x is None else [f"{key}={x if isinstance(x, int) else _fmt_float(x)}"]
+
+    return Field(parse, overrides, optional=True)
+
+
+def _parse_cv(raw: Any, _: Choices) -> str:
+    from tradelab_jax.training.folds import CV_KINDS
+
+    kind = "none" if raw in (None, "") else str(raw)
+    if kind not in CV_KINDS:  # the sentence of training/validate._check_cv
+        raise FieldError(f"invalid cv.kind {kind!r}: use one of {', '.join(CV_KINDS)} (or cv=<option>)")
+    return kind
+
+
+def _parse_cv_mode(raw: Any, _: Choices) -> str | None:
+    from tradelab_jax.training.folds import WALK_MODES
+
+    if raw in (None, ""):
+        return None
+    if str(raw) not in WALK_MODES:
+        raise FieldError(f"invalid cv.mode {raw!r}: use one of {', '.join(WALK_MODES)}")
+    return str(raw)
+
+
 # Display order, which is also the order of the overrides; parse_form's errors are keyed by these names.
 FIELD_TABLE: dict[str, Field] = {
     "experiment": Field(_parse_experiment, lambda name, _: [] if name is None else [f"experiment={name}"],
@@ -292,7 +385,21 @@ FIELD_TABLE: dict[str, Field] = {
     "chunk_updates": _number("updates per chunk", RUN_KNOBS["chunk_updates"]),
     "seeds": _swept("seeds", SEED),
     "tag": Field(_parse_tag, lambda tag, _: [f"run.tag={tag}"]),
+    # What to train and test on (docs/training.md "Splits and cross-validation"); blank: the config's.
+    "data_start": _when("data.start"),
+    "data_end": _when("data.end"),
+    "split_train": _fraction("data.split.train"),
+    "split_val": _fraction("data.split.val"),
+    "cv": Field(_parse_cv, lambda kind, _: [] if kind == "none" else [f"cv={kind}"], optional=True),
+    "cv_folds": _cv_int("cv.folds", 2),
+    "cv_embargo_bars": _cv_int("cv.embargo_bars", 0),
+    "cv_test": _cv_length("cv.test"),
+    "cv_train": _cv_length("cv.train"),
+    "cv_mode": Field(_parse_cv_mode, lambda m, _: [] if m is None else [f"cv.mode={m}"], optional=True),
 }
+SPLIT_FIELDS = ("data_start", "data_end", "split_train", "split_val")
+CV_FIELDS = ("cv", "cv_folds", "cv_embargo_bars", "cv_test", "cv_train", "cv_mode")
+WALK_FORWARD_ONLY = ("cv_test", "cv_train", "cv_mode")
 # The "Advanced" section: every other env and PPO knob of the knob table, each blank by default.
 _ON_FORM = {f.knob.key for f in FIELD_TABLE.values() if f.knob}
 ADVANCED: tuple[str, ...] = tuple(
@@ -341,8 +448,47 @@ def _check_sweep_size(p: dict[str, Any], _: Choices) -> dict[str, str]:
     return {}
 
 
+def _check_split(p: dict[str, Any], _: Choices) -> dict[str, str]:
+    """The sub-period runs forward, and train + val leave test bars (the trainer's sentences)."""
+    from tradelab_jax.data.schema import ms_to_iso, parse_time
+    from tradelab_jax.training.envs import DEFAULT_SPLIT, split_options
+
+    out: dict[str, str] = {}
+    if p.get("data_start") and p.get("data_end"):
+        start, end = parse_time(p["data_start"], "data.start"), parse_time(p["data_end"], "data.end")
+        if start >= end:  # the sentence of training/envs (the sub-period)
+            out["data_end"] = f"data.start {ms_to_iso(start)} must be before data.end {ms_to_iso(end)}"
+    if p.get("split_train") is not None or p.get("split_val") is not None:
+        split = {"train": p.get("split_train"), "val": p.get("split_val")}
+        try:
+            split_options({"data": {"split": {k: (DEFAULT_SPLIT[k] if v is None else v)
+                                              for k, v in split.items()}}})
+        except UserError as err:
+            out["split_val"] = str(err)
+    return out
+
+
+def _check_cv(p: dict[str, Any], _: Choices) -> dict[str, str]:
+    """The fold settings need a cross-validation, and test/train lengths and the mode a walk-forward."""
+    kind = p.get("cv")
+    out: dict[str, str] = {}
+    for name in CV_FIELDS[1:]:
+        if p.get(name) is None:
+            continue
+        key = name.replace("cv_", "cv.")
+        if kind == "none":
+            out[name] = f"{key} sets up cross-validation folds; choose cv=walk_forward or cv=purged_kfold"
+        elif name in WALK_FORWARD_ONLY and kind != "walk_forward":
+            out[name] = f"{key} is a walk-forward setting; cv={kind} does not use it"
+    if kind == "walk_forward" and p.get("cv_mode") == "expanding" and p.get("cv_train") is not None:
+        out["cv_train"] = (f"cv.train={float(p['cv_train'])} is the length of a rolling window; expanding "
+                           "walk-forward trains on every bar before each test window (set cv.mode=rolling, "
+                           "or cv.train=null)")
+    return out
+
+
 CROSS_CHECKS: tuple[Callable[[dict[str, Any], Choices], dict[str, str]], ...] = (
-    _check_budget, _check_sweep_size,
+    _check_budget, _check_sweep_size, _check_split, _check_cv,
 )
 
 

@@ -34,6 +34,16 @@ FIELD_LABELS = {
     "seeds": "Seeds (several values sweep)",
     "tag": "Experiment tag",
     "experiment": "Experiment preset (conf/experiment; fields left at their start value keep the preset's)",
+    "data_start": "data.start: first UTC date of the sub-period (YYYY-MM-DD[THH:MM]; blank = first bar)",
+    "data_end": "data.end: end of the sub-period, exclusive (blank = last bar)",
+    "split_train": "data.split.train: fraction of the bars to train on (blank = 0.70)",
+    "split_val": "data.split.val: fraction for validation (blank = 0.15; test gets the rest)",
+    "cv": "Cross-validation (cv): none trains on the train split; folds evaluate each on its own test window",
+    "cv_folds": "cv.folds: number of folds (>= 2; blank = 5)",
+    "cv_embargo_bars": "cv.embargo_bars: bars left out after each test window (blank = 0)",
+    "cv_test": "cv.test: test window, bars or a fraction (walk-forward; blank = 1/(folds+1))",
+    "cv_train": "cv.train: rolling training window, bars or a fraction (walk-forward; blank = 1/(folds+1))",
+    "cv_mode": "cv.mode (walk-forward): rolling or expanding (blank = rolling)",
 }
 
 
@@ -204,6 +214,18 @@ def _form_fields(choices: forms.Choices) -> tuple[dict[str, Any], dict[str, gr.M
             ("seeds", text, {"placeholder": "0 or 0, 1, 2"}),
             ("tag", text, {"placeholder": "letters, digits, _ and -"}),
         )
+    with gr.Accordion("Splits and cross-validation", open=False, elem_id="splits"):
+        gr.Markdown("What to train and test on (docs/training.md, \"Splits and cross-validation\"); a blank "
+                    "field keeps the config's value.")
+        pair(("data_start", text, {"placeholder": "2025-10-01"}), ("data_end", text, {"placeholder": ""}))
+        pair(("split_train", text, {"placeholder": "0.7"}), ("split_val", text, {"placeholder": "0.15"}))
+        cv_kinds = [("none", ""), ("walk_forward", "walk_forward"), ("purged_kfold", "purged_kfold")]
+        pair(("cv", gr.Dropdown, {"choices": cv_kinds, "value": ""}),
+             ("cv_folds", text, {"placeholder": "5"}))
+        pair(("cv_embargo_bars", text, {"placeholder": "0"}), ("cv_test", text, {"placeholder": "blank"}))
+        pair(("cv_train", text, {"placeholder": "blank"}),
+             ("cv_mode", gr.Dropdown, {"choices": [("default", ""), ("rolling", "rolling"),
+                                                   ("expanding", "expanding")], "value": ""}))
     with gr.Accordion("Advanced", open=False, elem_id="advanced"):
         gr.Markdown("The other env and PPO knobs; a blank field keeps the config's (or the preset's) value.")
         for name in forms.ADVANCED:
