@@ -32,20 +32,20 @@ def _outputs(outputs: Any) -> Path:
     return Path(str(outputs)).expanduser().resolve() if outputs else paths.default_outputs()
 
 
-def _run_dir(outputs: Any, tag: Any, run_dir: Any, resume: Any, sweep: Any) -> str:
+def _run_dir(outputs: Any, tag: Any, run_dir: Any, resume: Any, sweep: Any, cv: Any = None) -> str:
     if resume:
         return str(Path(str(resume)).expanduser().resolve())
     if run_dir:
         return str(Path(str(run_dir)).expanduser().resolve())
     tag = paths.check_id(str(tag), "run.tag")
-    packed = False
-    if sweep is not None:
-        from omegaconf import OmegaConf
+    from omegaconf import OmegaConf
 
-        sw = OmegaConf.to_container(sweep, resolve=True) if not isinstance(sweep, dict) else sweep
-        packed = sw.get("seed") is not None or any(
-            v is not None for g in ("env", "agent") for v in (sw.get(g) or {}).values()
-        )
+    from tradelab_jax.training.plan import point_axes
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    packed = bool(point_axes({"sweep": plain(sweep) or {}, "cv": plain(cv) or {}}))  # the plan's own rule
     return str(runs.new_run_dir(_outputs(outputs), tag, multirun=packed, timestamp=_timestamp()))
 
 

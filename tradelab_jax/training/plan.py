@@ -69,13 +69,19 @@ def fold_axis(config: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     return [("fold", list(range(folds)))]
 
 
+def point_axes(config: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """Every axis a run's points vary along: the fold (cross-validation), then the ``sweep.*`` axes. A
+    config with any is packed (several points in one program, under ``multirun/``)."""
+    return fold_axis(config) + sweep_axes(config)
+
+
 def expand(config: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``[(point config, {dotted key: value}), ...]``: one complete config per grid point (row-major).
 
     Without ``sweep.*`` values (and without cross-validation) this is the config itself as the single
     point, with ``{}``.
     """
-    axes = fold_axis(config) + sweep_axes(config)
+    axes = point_axes(config)
     points = []
     for combo in itertools.product(*(values for _, values in axes)):
         point = copy.deepcopy(config)
