@@ -277,8 +277,8 @@ def compare_eval(subject: Path, reference: Path, profile: str) -> list[Row]:
                 rows.append(missing_row(group, f"{label}.{name}", "the subject"))
                 continue
             va, vb = fa[key], fb[key]
-            if isinstance(vb, str) or isinstance(va, str):
-                texts.append((name, va, vb))
+            if isinstance(vb, (str, list)) or isinstance(va, (str, list)):  # names, and facts such as
+                texts.append((name, va, vb))  # data_splits' [first, last, bars]: equal or not
             elif _is_count(vb) and (_is_count(va) or va is None):
                 counts.append((name, np.asarray(_num(va)), np.asarray(_num(vb)),
                                Tolerance.bits() if exact else tols.training_tolerance(profile, "eval_count")))
