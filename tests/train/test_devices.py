@@ -74,8 +74,13 @@ tl_compose.register()
 with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
     plain = tl_compose.to_plain(compose("config", overrides=[*args, "run.devices=4", f"run.dir={out}/cut"]))
 cut = Path(out) / "cut"
+from tradelab_jax.training import runner
+sizes, points_mesh = [], runner.points_mesh
+runner.points_mesh = lambda *a, **k: (m := points_mesh(*a, **k), sizes.append(m.size))[0]
 assert session.train_config(plain, cut, should_stop=lambda update: update >= 4)["status"] == "cancelled"
-assert main(["train", f"run.resume={cut}", "run.devices=1", "run.progress=false"]) == 0
+# Through the session: the CLI's resume keeps the saved run.devices (train.py's RESUME_RUNTIME_KEYS).
+resumed = session.resume_dir(cut, runtime={"devices": "1", "progress": False})
+assert resumed["status"] == "done" and sizes == [4, 1], sizes
 """
 
 
@@ -93,10 +98,24 @@ def _fingerprint(sweep: Path) -> dict[str, Any]:
     return out
 
 
-def test_one_two_and_four_devices_give_identical_bytes_and_resume_across_counts(tmp_path):
+# The trading env with a swept env knob (its params are split over the blocks with the plan's axes).
+TINY_TRADING = [
+    "data.id=binance_btcusdt_1m_2025-10", "agent.num_envs=2", "agent.num_steps=16",
+    "agent.total_timesteps=256",
+    "agent.update_epochs=1", "agent.num_minibatches=2", "network.hidden_sizes=[8]", "env.episode_length=32",
+    "run.chunk_updates=2", "run.progress=false", "run.print_summary=false", "run.eval_splits=[test]",
+    "sweep.env.risk_pct=[0.005,0.02]",
+]
+CASES = {
+    "cartpole": [*TINY_GYMNAX, "sweep.agent.lr=[0.001,0.0003]"],
+    "trading": pytest.param(TINY_TRADING, marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("config", list(CASES.values()), ids=list(CASES))
+def test_one_two_and_four_devices_give_identical_bytes_and_resume_across_counts(config, tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    args = [*TINY_GYMNAX, "sweep.seed=[0,1,2,3]", "sweep.agent.lr=[0.001,0.0003]", "run.point_block=2",
-            "run.loggers=[]"]
+    args = [*config, "sweep.seed=[0,1,2,3]", "run.point_block=2", "run.loggers=[]"]
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), *args], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
