@@ -274,7 +274,8 @@ def test_folds_train_in_one_program_without_touching_their_test_windows(kind, ex
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["cv=purged_kfold", "cv.fold=1"], "cv.fold=1 is set by the run plan on each fold's point"),
+        (["cv=purged_kfold", "cv.folds=3", "cv.fold=3"], "invalid cv.fold=3: one fold of the cv.folds=3 to "
+                                                        "train alone, 0 to 2"),
         (["cv=walk_forward", "cv.mode=sideways"], "invalid cv.mode 'sideways': use one of rolling, "
                                                   "expanding"),
         (["cv.kind=loo"], "invalid cv.kind 'loo': use one of none, walk_forward, purged_kfold"),
@@ -290,3 +291,21 @@ def test_bad_cv_values_are_one_sentence_before_any_directory(overrides, expected
         train.main([*overrides, f"run.outputs={outputs}"])
     assert expected in str(info.value) and "\n" not in str(info.value)
     assert not outputs.exists()
+
+
+def test_one_fold_trained_alone_has_the_whole_runs_windows(tmp_path):
+    """``cv.fold=K`` trains fold K alone (what ``tradelab bench folds`` runs once per process): one point per
+    seed, with exactly the bounds fold K's points get in the run of every fold."""
+    from tradelab_jax.training.envs import batch_env_params, folds_of, make_env
+    from tradelab_jax.training.plan import plan_run
+
+    plain = _plain([*CV_RUN, "cv=purged_kfold", "cv.folds=3", "cv.fold=1"])
+    plan = plan_run(plain, tmp_path / "one")
+    assert [p.values for p in plan.points] == [{"fold": 1, "seed": 0}, {"fold": 1, "seed": 1}]
+    fold = folds_of(_plain([*CV_RUN, "cv=purged_kfold", "cv.folds=3"]))[1]
+    env, base = make_env(plan.base, "train")
+    batched, axes = batch_env_params(plan.configs, env, base, swept=plan.swept("env"))
+    for i in range(2):
+        p = jax.tree.map(lambda x, a, i=i: x[i] if a == 0 else x, batched, axes)
+        assert (int(p.start_min), int(p.start_max), int(p.hole_lo), int(p.hole_hi), int(p.last_bar)) == (
+            fold.start_min, fold.start_max, fold.hole_lo, fold.hole_hi, fold.last_bar)

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "env": ("tradelab_jax.bench.env", "environment steps/s: JAX (vmapped) vs the numpy env"),
     "train": ("tradelab_jax.bench.train", "training throughput: JAX PPO vs the SB3 baseline"),
     "tracking": ("tradelab_jax.bench.tracking", "what run.loggers (TensorBoard, MLflow, W&B) cost a run"),
+    "folds": ("tradelab_jax.bench.folds", "F folds x S seeds as one program vs F*S separate processes"),
 }
 
 

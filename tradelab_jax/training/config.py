@@ -62,7 +62,8 @@ class CVConfig:
     ``kind`` none trains on the train split as always; walk_forward and purged_kfold train one point per
     fold (and seed and sweep value) in one program and evaluate each on its fold's test window. ``test`` and
     ``train`` are lengths in bars (a whole number) or fractions of the bars (in (0, 1)); null: the default
-    share. ``fold`` is set by the run plan on each point's config (null on the command line).
+    share. ``fold`` is set by the run plan on each point's config; given on the command line, that fold is
+    trained alone.
     """
 
     kind: str = "none"  # none | walk_forward | purged_kfold

@@ -58,7 +58,8 @@ def fold_axis(config: dict[str, Any]) -> list[tuple[str, list[Any]]]:
 
     The fold is one more point axis, the outermost: a fold's points differ from another fold's only in
     their traced start bounds (training.envs.batch_env_params), so folds x seeds x sweep values are one
-    compiled program. Its value is written into each point's ``cv.fold``.
+    compiled program. Its value is written into each point's ``cv.fold``; ``cv.fold=K`` on the command
+    line trains fold K alone (the same windows as in the whole run).
     """
     cv = config.get("cv") or {}
     if str(cv.get("kind") or "none") == "none":
@@ -66,6 +67,8 @@ def fold_axis(config: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     folds = cv.get("folds")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise UserError(f"cv.folds must be an integer >= 2, got {folds!r}")
+    if cv.get("fold") is not None:  # one fold trained alone (cv.fold=K): the same windows, one point per seed
+        return [("fold", [int(cv["fold"])])]
     return [("fold", list(range(folds)))]
 
 

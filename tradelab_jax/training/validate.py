@@ -87,7 +87,7 @@ def _check_splits(plain: dict[str, Any]) -> None:
 
 
 def _check_cv(plain: dict[str, Any]) -> None:
-    """``cv.*`` values that need no data: the kind, the walk-forward mode, ``cv.fold`` left to the plan."""
+    """``cv.*`` values that need no data: the kind, the walk-forward mode, ``cv.fold`` one of the folds."""
     from tradelab_jax.training.folds import CV_KINDS, WALK_MODES
 
     cv = plain.get("cv") or {}
@@ -96,9 +96,11 @@ def _check_cv(plain: dict[str, Any]) -> None:
         raise UserError(f"invalid cv.kind {kind!r}: use one of {', '.join(CV_KINDS)} (or cv=<option>)")
     if kind == "none":
         return
-    if cv.get("fold") is not None:
-        raise UserError(f"cv.fold={cv['fold']} is set by the run plan on each fold's point; choose the "
-                        "number of folds with cv.folds")
+    fold, folds = cv.get("fold"), cv.get("folds")
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not isinstance(folds, int)
+                             or not 0 <= fold < folds):
+        raise UserError(f"invalid cv.fold={fold!r}: one fold of the cv.folds={folds} to train alone, 0 to "
+                        f"{folds - 1 if isinstance(folds, int) else 'cv.folds - 1'} (or null: every fold)")
     if cv.get("mode", "rolling") not in WALK_MODES:
         raise UserError(f"invalid cv.mode {cv.get('mode')!r}: use one of {', '.join(WALK_MODES)}")
     if (plain.get("env") or {}).get("kind") == "gymnax":
