@@ -312,11 +312,34 @@ def test_the_runs_table_and_a_run_with_its_equity_plot(page, server, until, scal
         assert rid in text
     # Gradio also renders the first row in a hidden sizing row: click the visible cell
     table.get_by_text(sweep.point_ids()[1], exact=True).filter(visible=True).first.click()
-    page.locator("#equity-plot img").wait_for()
+    # the interactive (plotly) equity figure with a legend entry for each drawdown, the price with the
+    # round trips, the sweep's verdict (the trainer writes stats.json after training) and its intervals
+    page.locator("#equity-plot .js-plotly-plot").wait_for()
+    until(lambda: "agent drawdown" in page.locator("#equity-plot").inner_text(), "the legend", 20)
+    assert "buy_and_hold drawdown" in page.locator("#equity-plot").inner_text()
+    page.locator("#price-plot .js-plotly-plot").wait_for()
+    assert "long entry" in page.locator("#price-plot").inner_text() or "short entry" in page.locator(
+        "#price-plot").inner_text()
     assert "done" in page.locator("#run-status").inner_text()
+    assert "Verdict" in page.locator("#run-links").inner_text()
+    assert "configuration" in page.locator("#run-links").inner_text()
+    assert "sharpe" in page.locator("#intervals-table").inner_text()
     assert "buy_and_hold" in page.locator("#eval-table").inner_text()
     page.locator("#metrics-plot img").wait_for()
+    # hovering the equity figure shows the values under the pointer (plotly's hover label)
+    drag = page.locator("#equity-plot .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+
+    def hovered() -> bool:
+        box = drag.bounding_box()
+        for frac in (0.45, 0.5):  # plotly draws its label on a pointer move inside the plot area
+            page.mouse.move(box["x"] + box["width"] * frac, box["y"] + box["height"] * 0.5)
+        label = "#equity-plot .hoverlayer .hovertext, #equity-plot .hoverlayer .legend"
+        return page.locator(label).count() > 0
+
+    until(hovered, "the hover label", 20)
     shot(page, "06-run-equity")
+    page.locator("#equity-plot").screenshot(path=str(ARTIFACTS / "06b-equity-figure.png"))
     # a contract file as a download: Gradio serves the UI's copy, never the outputs folder itself
     page.get_by_text("Files", exact=True).first.click()
     page.locator("#file-btn").click()
@@ -342,9 +365,13 @@ def test_compare_the_two_points_of_the_sweep(page, server):
         choose(page, "compare-pick", rid)
     page.keyboard.press("Escape")
     page.locator("#compare-btn").click()
-    page.locator("#compare-plot img").wait_for()
+    page.locator("#compare-plot .js-plotly-plot").wait_for()
     table = page.locator("#compare-table").inner_text()
     assert all(rid in table for rid in ids)
+    assert "sharpe IQM [95 %]" in table
+    verdicts = page.locator("#compare-verdicts").inner_text()
+    assert verdicts.count("Verdict") == 2 and "configurations" in verdicts
+    assert "drawdown" in page.locator("#compare-plot").inner_text()  # the drawdown panel's legend
     assert "0.005" in table and "0.01" in table and "total_return" in table
     shot(page, "07-compare")
 

@@ -201,7 +201,8 @@ def test_compare_two_runs(populated):
     assert len(top) == 4 and top[-1].name == "buy and hold" and "seed=2" in top[1].name
     assert list(top[1].y) == [10_000.0, 10_500.0, 10_400.0, 11_000.0]
     assert [t.name for t in bottom] == [f"{t.name} drawdown" for t in top[:3]]  # a legend entry each
-    assert side.set_index("field").loc["verdict", ids[0]] == "- (no stats.json)"
+    assert list(table["verdict"]) == ["- (no stats.json)"] * 3
+    assert side.set_index("field").loc["sharpe IQM [95 %]", ids[0]] == "- (no stats.json)"
     with pytest.raises(UserError):
         results.compare_table(populated, ["20251126T110000Z_alpha", "../../etc"])
 

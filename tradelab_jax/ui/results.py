@@ -584,7 +584,7 @@ def compare_display(table: pd.DataFrame) -> pd.DataFrame:
     """The comparison with runs side by side: one row per field, one column per run."""
     if table.empty:
         return pd.DataFrame(columns=["field"])
-    fields = [c for c in table.columns if c != "run"]
+    fields = [c for c in table.columns if c not in ("run", "verdict")]  # verdicts: below the table
     out = {"field": [fmt.header(f) if f != "buy_and_hold_return" else f"{f} %" for f in fields]}
     for _, row in table.iterrows():
         out[str(row["run"])] = [_cell(row[f], f) for f in fields]
