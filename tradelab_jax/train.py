@@ -27,7 +27,7 @@ from tradelab_jax.training import compose
 
 # Runtime options a resume may change when the resume command names them; everything else, and these when
 # it does not, come from the run's saved config.yaml.
-RESUME_RUNTIME_KEYS = ("progress", "print_summary", "eval")
+RESUME_RUNTIME_KEYS = ("progress", "print_summary", "eval", "devices")  # run.devices: docs/clusters.md
 INFORMATIONAL_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve")
 
 
