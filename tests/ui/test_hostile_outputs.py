@@ -125,8 +125,8 @@ def test_no_route_serves_a_file_linked_out_of_outputs(hostile):
     assert "seed: 0" in Path(got).read_text()
     # compare: the linked runs' values are not read, one note per refused file
     every = [GOOD, *LINKED]
-    note, table, plot = client.predict(every, "test", api_name="/on_compare")
-    assert SECRET not in _text([note, table, plot])
+    note, table, verdicts, plot = client.predict(every, "test", api_name="/on_compare")
+    assert SECRET not in _text([note, table, verdicts, plot])
     assert len(note.split("\n")) == len(LINKED), note
     for run_id, name in LINKED.items():
         assert f"{_md(run_id)}/{_md(name)}" in note, note
