@@ -189,8 +189,9 @@ def _evaluation_note(plan: RunPlan) -> str:
     """What runs between the progress bar reaching 100% and the summary."""
     if (plan.base.get("env") or {}).get("kind") == "gymnax":
         return f"evaluating the greedy policy over {plan.eval.episodes} episodes"
-    return (f"evaluating on {', '.join(plan.eval.splits)}: the agent and the buy_and_hold, flat and random "
-            "baselines")
+    where = ("each fold's test window" if ((plan.base.get("cv") or {}).get("kind") or "none") != "none"
+             else ", ".join(plan.eval.splits))
+    return f"evaluating on {where}: the agent and the buy_and_hold, flat and random baselines"
 
 
 def _title(cfg: dict[str, Any]) -> str:
