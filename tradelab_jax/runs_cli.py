@@ -24,6 +24,7 @@ from typing import Any
 
 from tradelab_jax import runs
 from tradelab_jax.errors import BusyError, UserError
+from tradelab_jax.paper.files import KIND as PAPER_KIND  # a `tradelab paper` session's status.json kind
 from tradelab_jax.paths import default_outputs
 
 PRUNE_KEYS = ("older_than", "status", "keep_last", "keep_tag", "require_archived")
@@ -175,6 +176,8 @@ def find_units(outputs: Path) -> list[Unit]:
     found = runs.iter_runs(outputs)
     units: dict[Path, Unit] = {}
     for run_dir in found:
+        if (runs.read_status(run_dir) or {}).get("kind") == PAPER_KIND:
+            continue  # a paper session is an account's history, not a training run: never pruned here
         root = runs.resume_root(run_dir)
         state, when, tag = _run_facts(run_dir)
         unit = units.get(root)

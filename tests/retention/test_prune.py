@@ -51,6 +51,9 @@ def outputs(tmp_path) -> Path:
     for n in range(2):
         make_run(sweep, str(n), "done", age_days=70)
     (sweep / runs.PACKED_FILE).write_text(json.dumps({"points": 2}))
+    paper = make_run(out, "paper/20250108T000000Z_btc", "cancelled", age_days=75)  # an old paper account
+    st = json.loads((paper / runs.STATUS_FILE).read_text())
+    (paper / runs.STATUS_FILE).write_text(json.dumps({**st, "kind": "paper"}))
     return out
 
 
@@ -91,7 +94,8 @@ def test_dry_run_then_yes_removes_exactly_the_selection(outputs):
     assert all(any(p.startswith(g + "/") for g in gone) for p in set(before) - set(after))
     assert set(after) <= set(before)
     assert remaining(outputs) == {"20250103T000000Z_baseline", "20250104T000000Z_recent-cancelled",
-                                  "20250105T000000Z_running", "20250106T000000Z_queued"}  # fmt: skip
+                                  "20250105T000000Z_running", "20250106T000000Z_queued",
+                                  "paper/20250108T000000Z_btc"}  # fmt: skip  (paper sessions: never)
     freed = int(out.split(" bytes freed")[0].rsplit(", ", 1)[1].replace(",", ""))
     assert freed == sizes_gone > 0
 
@@ -136,7 +140,7 @@ def test_a_prune_killed_midway_leaves_runs_that_load(outputs, tmp_path, wait_for
         if proc.poll() is None:
             proc.kill()
     left = runs.find_runs(outputs)
-    assert len(left) == 8 - 1 or len(left) == 8 - 2  # one unit taken aside (a run, or the 2-point sweep)
+    assert len(left) == 9 - 1 or len(left) == 9 - 2  # one unit taken aside (a run, or the 2-point sweep)
     for run in left:  # every run still there loads whole
         assert runs.read_status(run)["status"]
         assert runs.read_config(run)["run"]["tag"]
@@ -149,7 +153,7 @@ def test_a_prune_killed_midway_leaves_runs_that_load(outputs, tmp_path, wait_for
     assert "left by an interrupted prune" in out
     assert not list(outputs.rglob(".*.pruning"))
     assert remaining(outputs) == {"20250104T000000Z_recent-cancelled", "20250105T000000Z_running",
-                                  "20250106T000000Z_queued"}  # fmt: skip
+                                  "20250106T000000Z_queued", "paper/20250108T000000Z_btc"}  # fmt: skip
 
 
 def test_require_archived_prunes_only_what_s3_holds_as_it_is(outputs, s3, capsys):
