@@ -1,4 +1,4 @@
-"""The Gradio page: a title and the tabs Launch, Runs and Compare (:mod:`.tabs`), composed.
+"""The Gradio page: a title and the tabs Launch, Runs, Compare and Paper (:mod:`.tabs`), composed.
 
 Each tab's module lays out its components and wires its own events to :mod:`.forms`, :mod:`.jobs` and
 :mod:`.results`; this module only passes them what they share. No job state lives here (the queue lives on
@@ -14,6 +14,7 @@ import gradio as gr
 from tradelab_jax.ui import forms
 from tradelab_jax.ui.jobs import JobQueue
 from tradelab_jax.ui.tabs import Shared, compare, launch
+from tradelab_jax.ui.tabs import paper as paper_tab
 from tradelab_jax.ui.tabs import runs as runs_tab
 
 TITLE = "tradelab control panel"
@@ -55,4 +56,5 @@ def build_app(outputs: str | Path, queue: JobQueue, choices: forms.Choices | Non
             jobs = launch.build(shared, choices)
             runs_tab.build(shared, tabs, jobs)
             compare.build(shared)
+            paper_tab.build(shared)
     return page
