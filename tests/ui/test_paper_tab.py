@@ -117,9 +117,13 @@ def test_the_view_shows_the_journal_equity_and_trades_and_follows_new_bars(outpu
             expected.append([_iso(r["ts"]), "stop", "close", None, row["exit_price"], row["stop_fee"]])
     assert expected and trades.astype(object).where(trades.notna(), None).values.tolist() == expected
 
-    # a bar traded since (and a last line cut short by a kill, never acknowledged) as the timer re-reads
+    # a bar traded since (and a last line cut short by a kill, never acknowledged) as the timer re-reads;
+    # the view's key changes with it (and only then is the figure sent again)
+    key = tab.view_key(outputs, SESSION)
+    assert tab.view_key(outputs, SESSION) == key
     bar = pd.read_parquet(DATA).iloc[41]
     io.append_jsonl(d / files.JOURNAL_FILE, _record(bar, 40, 12_345.5, np.random.default_rng(2)))
+    assert tab.view_key(outputs, SESSION) != key
     with open(d / files.JOURNAL_FILE, "ab") as f:
         f.write(b'{"ts": 1, "row"')
     frame, _ = tab.sessions_frame(outputs)

@@ -1,6 +1,8 @@
 """The Paper tab: the ``tradelab paper`` sessions under ``<outputs>/paper/`` (docs/paper.md) and, for the
-picked one, its equity and its trades, re-read every :data:`~tradelab_jax.ui.tabs.launch.REFRESH_S` by the
-same ``gr.Timer`` mechanism as the Launch tab's job panel, so a running session is watched as it trades.
+picked one, its equity and its trades, re-read every :data:`REFRESH_S` by the same ``gr.Timer`` mechanism
+as the Launch tab's job panel, so a running session is watched as it trades. The figure and the trades are
+sent again only when the session's journal changed (:func:`view_key`), so a tick between two bars leaves
+the user's zoom alone.
 
 A session is named by its path relative to the outputs root (``paper/<ts>_<symbol>``) and opened only
 through :func:`resolve_session`, which applies the runs' rules: plain id parts, inside the outputs root, not
@@ -23,8 +25,8 @@ from tradelab_jax.data.schema import ms_to_iso
 from tradelab_jax.errors import UserError
 from tradelab_jax.paper import files
 from tradelab_jax.ui.tabs import Shared, md, notes_md
-from tradelab_jax.ui.tabs.launch import REFRESH_S
 
+REFRESH_S = 3.0  # seconds between two re-reads; a paper session trades one bar a timeframe (1m by default)
 PAPER_DIR = "paper"  # <outputs>/paper/<session>/, tradelab paper's default --out
 SESSION_COLUMNS = ("session", "symbol", "status", "bars", "last_bar", "equity", "total_return")
 TRADE_COLUMNS = ("time", "kind", "side", "size", "price", "fee")
@@ -148,6 +150,19 @@ def equity_figure(session_id: str, s: dict[str, Any]):
     return fig
 
 
+def view_key(outputs: str | os.PathLike, session_id: str | None) -> tuple | None:
+    """What the picked session's view was drawn from: its id and its journal's and status's size and
+    modification time (ns). A tick whose key equals the last one drawn sends no new figure."""
+    if not session_id:
+        return None
+    try:
+        d = resolve_session(outputs, session_id)
+        stats = [(d / n).stat() for n in (files.JOURNAL_FILE, runs.STATUS_FILE) if (d / n).is_file()]
+    except (UserError, OSError):
+        return (session_id, "unreadable")
+    return (session_id, *((st.st_size, st.st_mtime_ns) for st in stats))
+
+
 def session_view(outputs: str | os.PathLike, session_id: str | None) -> tuple[str, Any, pd.DataFrame]:
     """``(message, equity figure, trades table)`` of the picked session; a refusal or an unreadable session
     is the message with an empty view."""
@@ -176,25 +191,30 @@ def build(shared: Shared) -> None:
         trades = gr.Dataframe(EMPTY_TRADES, interactive=False, elem_id="paper-trades", max_height=360,
                               label="Trades (fills and stop exits from account.jsonl)")
         timer = gr.Timer(REFRESH_S)
+        drawn = gr.State(None)  # the view_key of what the view shows
 
-    def on_tick(current):
+    def on_tick(current, last):
         frame, line = sessions_frame(shared.outputs)
         ids = list(frame["session"])
         # as the Launch tab's tick: the value is sent only when the picked session is gone
         chosen = current if current in ids else None
         pick_update = gr.update(choices=ids) if chosen == current else gr.update(choices=ids, value=None)
-        return frame, line, pick_update, *session_view(shared.outputs, chosen)
+        key = view_key(shared.outputs, chosen)
+        if key is not None and key == last:  # nothing new traded: keep the figure (and its zoom) as it is
+            return frame, line, pick_update, gr.update(), gr.update(), gr.update(), last
+        return frame, line, pick_update, *session_view(shared.outputs, chosen), key
 
     def on_pick(session_id):
-        return session_view(shared.outputs, session_id)
+        return *session_view(shared.outputs, session_id), view_key(shared.outputs, session_id)
 
     def on_row_select(evt: gr.SelectData):
         row = evt.row_value if evt is not None else None
         return gr.update(value=row[0]) if row else gr.update()
 
-    io = ([pick], [table, notes, pick, error, plot, trades])
+    io = ([pick, drawn], [table, notes, pick, error, plot, trades, drawn])
     timer.tick(on_tick, *io, show_progress="hidden")
     shared.page.load(on_tick, *io, show_progress="hidden")
     tab.select(on_tick, *io, show_progress="hidden")
-    pick.input(on_pick, [pick], [error, plot, trades])
-    table.select(on_row_select, None, [pick]).then(on_pick, [pick], [error, plot, trades])
+    view = [error, plot, trades, drawn]
+    pick.input(on_pick, [pick], view)
+    table.select(on_row_select, None, [pick]).then(on_pick, [pick], view)
