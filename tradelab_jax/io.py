@@ -99,16 +99,20 @@ def atomic_write_json(dest: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(dest: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line and flush it (a reader may see the file grow, never a partial line).
+    """Append one JSON line and flush it (a reader may see the file grow, never a partial line)."""
+    append_durable(dest, (json.dumps(record, allow_nan=False) + "\n").encode("utf-8"))
 
-    On a full disk the part of the line that was written is cut off again, so the file still ends with a
-    whole line.
+
+def append_durable(dest: str | os.PathLike, data: bytes) -> int:
+    """Append ``data`` and fsync it (durable on return); returns the file's size before the append.
+
+    On a full disk the part that was written is cut off again, so the file still ends where it did (with a
+    whole line, for line files).
     """
-    line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
     with open(dest, "ab") as f:
         start = f.tell()
         try:
-            f.write(line)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         except OSError as err:
@@ -116,10 +120,8 @@ def append_jsonl(dest: str | os.PathLike, record: dict) -> None:
                 raise
             with contextlib.suppress(OSError):
                 os.truncate(dest, start)
-            raise disk_full_error(dest, len(line)) from None
-
-
-# --------------------------------------------------------------------------------------------- locks
+            raise disk_full_error(dest, len(data)) from None
+    return start
 
 
 def holder_record(command: str | None = None) -> dict[str, Any]:

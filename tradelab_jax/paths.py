@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from tradelab_jax.errors import UserError
 
@@ -22,6 +23,26 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 def conf_dir() -> Path:
     """The Hydra config directory shipped with the project."""
     return REPO_ROOT / "conf"
+
+
+def read_preset(name_or_path: str | os.PathLike, group: str, what: str) -> tuple[Path, Any]:
+    """``(path, parsed YAML)`` of a settings file, or of the preset ``conf/<group>/<name>.yaml`` named
+    without a suffix; one sentence (``what``: e.g. "stream config") for a missing file or invalid YAML."""
+    import yaml
+
+    from tradelab_jax.errors import UserError
+
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = conf_dir() / group / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        raise UserError(f"{what} {str(name_or_path)!r} is neither a file nor a preset of conf/{group}/ "
+                        f"({', '.join(names) or 'none'})")
+    try:
+        return path, yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{what} {path} is not valid YAML ({str(err).splitlines()[0]})") from None
 
 
 def default_lake() -> Path:

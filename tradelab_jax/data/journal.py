@@ -22,7 +22,7 @@ from pathlib import Path
 from tradelab_jax.data.lake import Lake
 from tradelab_jax.data.schema import BAR_COLUMNS
 from tradelab_jax.errors import DataError
-from tradelab_jax.io import disk_full_error, is_disk_full
+from tradelab_jax.io import append_durable
 from tradelab_jax.paths import check_id, inside
 
 JOURNAL_DIR = "journal"
@@ -56,18 +56,7 @@ class Journal:
             for r in rows
         ).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
-            start = f.tell()
-            try:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as err:
-                if not is_disk_full(err):
-                    raise
-                with contextlib.suppress(OSError):
-                    os.truncate(self.path, start)
-                raise disk_full_error(self.path, len(data)) from None
+        start = append_durable(self.path, data)
         if start == 0:  # a new file: make its directory entry durable too
             _fsync_dir(self.path.parent)
 

@@ -16,7 +16,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from tradelab_jax.data.lake import Lake, parquet_bytes, read_bars, take, write_d
 from tradelab_jax.data.schema import month_keys, ms_to_iso, parse_time
 from tradelab_jax.errors import DataError, UserError
 from tradelab_jax.paths import REPO_ROOT, conf_dir
+from tradelab_jax.paths import read_preset as read_settings
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -55,21 +55,7 @@ def is_shipped(lake: Lake, dataset_id: str) -> bool:
 
 def read_preset(name_or_path: str | os.PathLike, section: str, keys: tuple[str, ...]) -> dict[str, Any]:
     """One section (``data`` or ``runs``) of a retention preset: a YAML file or a name of conf/retention/."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = conf_dir() / "retention" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in (conf_dir() / "retention").glob("*.yaml"))
-        raise UserError(
-            f"retention config {name_or_path!r} is neither a file nor a preset of "
-            f"conf/retention/ ({', '.join(names) or 'none'})"
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserError(f"retention config {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    path, data = read_settings(name_or_path, "retention", "retention config")
     part = data.get(section) if isinstance(data, dict) else None
     if part is None:
         return {}

@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,7 +76,7 @@ from tradelab_jax.data.schema import (
 )
 from tradelab_jax.data.validate import check_bars
 from tradelab_jax.errors import DataError, UserError
-from tradelab_jax.paths import check_id, conf_dir
+from tradelab_jax.paths import check_id, read_preset
 
 OnClosed = Callable[[str, list[list]], None]
 
@@ -168,21 +167,7 @@ CONFIG_KEYS = (
 def read_config(name_or_path: str | os.PathLike, exchange: str) -> dict[str, Any]:
     """Stream settings from a YAML file or a preset name of ``conf/stream/`` (``binance``, ``loopback``...):
     the top level or ``stream:``, then ``exchanges.<id>`` over it; an unknown key is refused."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = conf_dir() / "stream" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        presets = sorted(p.stem for p in (conf_dir() / "stream").glob("*.yaml"))
-        raise UserError(
-            f"stream config {name_or_path!r} is neither a file nor a preset of conf/stream/ "
-            f"({', '.join(presets) or 'none'})"
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserError(f"stream config {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    path, data = read_preset(name_or_path, "stream", "stream config")
     section = data.get("stream", data) if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise UserError(f"stream config {path} must hold a mapping of settings")
