@@ -23,7 +23,7 @@ from typing import Any
 from tradelab_jax.errors import UserError
 
 
-def run_settings(run_dir: Path) -> dict[str, Any]:
+def run_settings(run_dir: Path, what: str = "--policy") -> dict[str, Any]:
     """The dataset, feature set, window and env knobs a trained agent saw: its run plan's point
     (:func:`tradelab_jax.training.plan.plan_resume`, the plan a resume of this directory builds)."""
     from tradelab_jax import runs
@@ -32,16 +32,16 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     from tradelab_jax.training.plan import plan_resume
 
     if not (run_dir / runs.CONFIG_FILE).is_file():
-        raise UserError(f"--policy {run_dir} is not a run directory: it has no {runs.CONFIG_FILE}")
+        raise UserError(f"{what} {run_dir} is not a run directory: it has no {runs.CONFIG_FILE}")
     try:
         plan = plan_resume(run_dir)
     except (KeyError, TypeError, AttributeError):
         plan = None
     config = plan.base if plan is not None else None
     if not isinstance(config, dict) or "env" not in config:
-        raise UserError(f"--policy {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
+        raise UserError(f"{what} {run_dir}: its {runs.CONFIG_FILE} is not a tradelab training config")
     if is_gymnax(config):
-        raise UserError(f"--policy {run_dir} trained on a gymnax environment; episodes replay trading agents")
+        raise UserError(f"{what} {run_dir} trained on a gymnax environment; episodes replay trading agents")
     from tradelab_jax.knobs import resolve_env_knobs as resolve_knobs
 
     all_knobs = trading_knobs(config)
@@ -58,7 +58,7 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
+def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any], what: str = "--policy"):
     """A trained agent's greedy policy (``tradelab_jax.env.policies.Greedy``) from its latest checkpoint,
     read and verified as a resume reads it (``runs.read_checkpoint``, ``training.checkpoint.restore``)."""
     import jax
@@ -73,16 +73,16 @@ def load_policy(run_dir: Path, env: Any, params: Any, config: dict[str, Any]):
     try:
         found = runs.read_checkpoint(run_dir)
         if found is None:
-            raise UserError(f"--policy {run_dir} has no checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
+            raise UserError(f"{what} {run_dir} has no checkpoint in {run_dir / runs.CHECKPOINT_DIR}")
         path, data, _ = found
         state = checkpoint.state_dict(data, path)
         if "params" not in state:
             raise runs.CheckpointError(f"checkpoint {path} holds no network params (no 'params' entry)")
         template = jax.eval_shape(networks.init, jax.random.key(0))
-        what = f"the network its config.yaml builds for this episode's observation {tuple(obs.shape)}"
-        net_params = checkpoint.restore(template, state["params"], path, what=what)
+        desc = f"the network its config.yaml builds for this episode's observation {tuple(obs.shape)}"
+        net_params = checkpoint.restore(template, state["params"], path, what=desc)
     except runs.CheckpointError as err:
-        raise UserError(f"--policy {run_dir}: {err}") from None
+        raise UserError(f"{what} {run_dir}: {err}") from None
     net_params = jax.tree.map(jax.numpy.asarray, net_params)
     return Greedy(lambda obs: networks.apply(net_params, obs)[0])
 

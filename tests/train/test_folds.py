@@ -276,6 +276,7 @@ def test_folds_train_in_one_program_without_touching_their_test_windows(kind, ex
     [
         (["cv=purged_kfold", "cv.folds=3", "cv.fold=3"], "invalid cv.fold=3: one fold of the cv.folds=3 to "
                                                         "train alone, 0 to 2"),
+        (["cv.fold=2"], "cv.fold=2 picks a fold of a cross-validation, and cv is none"),
         (["cv=walk_forward", "cv.mode=sideways"], "invalid cv.mode 'sideways': use one of rolling, "
                                                   "expanding"),
         (["cv.kind=loo"], "invalid cv.kind 'loo': use one of none, walk_forward, purged_kfold"),

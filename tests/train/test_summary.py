@@ -152,4 +152,9 @@ def test_sweep_points_are_headed_by_their_values_and_end_in_one_table():
                                 "exposure"]
     assert table[3].split() == ["[2]", "seed=1", "env.risk_pct=0.005", "2.00%", "1.50", "2.00%", "3",
                                 "50.00%"]
-    assert "flattered by the choice itself" in table[-1]
+    assert "the best of 2 configurations is flattered by the choice itself" in table[-1]
+    # Seeds (and folds) are no choice: a seeds-only sweep has one configuration and no such caution.
+    stream = io.StringIO()
+    print_summary([summary(0.01), summary(0.02)], stream=stream,
+                  labels=[point_label({"fold": 0, "seed": 0}), point_label({"fold": 0, "seed": 1})])
+    assert "sweep of 2 points" in stream.getvalue() and "flattered" not in stream.getvalue()

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = Path(args.run).expanduser()
         if not (run_dir / CONFIG_FILE).is_file():
             raise UserError(f"--run {args.run!r} is not a run directory: it has no {CONFIG_FILE}")
-        settings = run_settings(run_dir)
+        settings = run_settings(run_dir, what="--run")
         dataset, features = dataset or settings["dataset"], settings["features"]
     market = data.load(dataset or data.DEFAULT_DATASET, lake=args.lake)
     bars = {k: v[: args.bars] if args.bars else v for k, v in market.bars.items()}

@@ -154,13 +154,13 @@ def check_policy(bars: Mapping[str, np.ndarray], run_dir: Path, *, cuts: int = 4
     bit-identical after rewriting the future."""
     from tradelab_jax.episode import load_policy, run_settings
 
-    settings = run_settings(run_dir)
+    settings = run_settings(run_dir, what="--run")
     specs = settings["features"]
     matrix = fs.compute_features(bars, specs)
     env, params = from_arrays(bars, np.asarray(matrix.values), warmup=matrix.warmup,
                               window=settings["window"], episode_length=settings["episode_length"],
                               random_start=False, **settings["knobs"])
-    policy = load_policy(run_dir, env, params, settings["config"])
+    policy = load_policy(run_dir, env, params, settings["config"], what="--run")
     steps = np.zeros(int(params.last_bar - params.start_min), np.int32)
     return _compare_episodes(Verdict(f"policy {run_dir.name} (action probabilities)"), bars, specs, env,
                              params, steps, policy.logits, cuts=cuts, seed=seed, perturbations=perturbations)

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     out = check_output_dir(out, "--out")
     from tradelab_jax.episode import run_settings
 
-    settings = run_settings(run_dir)
+    settings = run_settings(run_dir, what="RUN_DIR")
     out.mkdir(parents=True, exist_ok=True)
     from tradelab_jax.errors import BusyError
     from tradelab_jax.io import exclusive_lock

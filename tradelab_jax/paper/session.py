@@ -99,7 +99,7 @@ class PaperSession:
                               last_bar=self.cap - 1, **knobs)
         self.env = TradingEnv(len(knobs["position_buckets"]), window, values.shape[1], default_params=params)
         self.params = params
-        self.policy = load_policy(run_dir, self.env, params, settings["config"])
+        self.policy = load_policy(run_dir, self.env, params, settings["config"], what="RUN_DIR")
         from tradelab_jax.env.trading import initial_state
 
         template = initial_state(params, first)

@@ -22,7 +22,7 @@ def config_line(c: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tradelab stats", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="tradelab stats", description=" ".join(__doc__.split()))
     ap.add_argument("dir", help="a run, packed sweep, multirun or CV directory")
     ap.add_argument("--no-write", action="store_true", help="print only, do not write DIR/stats.json")
     args = ap.parse_args(argv)

@@ -99,12 +99,17 @@ def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
     if result.status == "cancelled":
         print(_stop_note(plan, update=result.update), file=sys.stderr)
     if result.status == "done":
-        summaries = finish(plan, result)
+        summaries, verdict = finish(plan, result)
         tracking.log_finals(plan, loggers, summaries)
     tracking.close_all(loggers)
     tracking.record_cost(plan, loggers)
     if result.status == "done" and plan.base["run"].get("print_summary", True):
         print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
+        if verdict:
+            from tradelab_jax.stats.compute import STATS_FILE
+
+            print(f"verdict: {verdict}\n  ({STATS_FILE} in {plan.where}; `tradelab report {plan.where}` "
+                  "writes the HTML report)")
     return {"status": result.status, "dirs": [str(d) for d in plan.dirs], "result": result}
 
 
@@ -158,8 +163,9 @@ def dataset_checksum(manifest: dict[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
-    """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png and status ``done``."""
+def finish(plan: RunPlan, result) -> tuple[list[dict[str, Any]], str | None]:
+    """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png, status ``done`` and
+    stats.json; the points' summaries and the stats verdict (None where there is none)."""
     from tradelab_jax.training import evaluate
 
     summaries = []
@@ -181,8 +187,8 @@ def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
         summaries.append(summary)
     from tradelab_jax.stats.compute import after_training
 
-    after_training(plan.where, plan.base)  # stats.json beside the run's or sweep's files (issue 13)
-    return summaries
+    # stats.json beside the run's or sweep's files (issue 13); the verdict ends the printed summary
+    return summaries, after_training(plan.where, plan.base)
 
 
 def _evaluation_note(plan: RunPlan) -> str:
@@ -251,9 +257,18 @@ def _points_table(summaries: list[dict[str, Any]], labels: list[str]) -> list[st
             cells = [_cell(row.get(field), kind) for field, kind in POINT_COLUMNS]
         lines.append(f"  {f'[{i}]':<6}{label:<{width + 2}}"
                      + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
-    lines.append(f"  the best of {len(summaries)} points is flattered by the choice itself: compare it "
-                 "across seeds and held-out splits before trusting it")
+    # Seeds and folds are no choice (one configuration over starts or windows): only other configurations
+    # make a best-of that flatters itself (docs/statistics.md).
+    configs = {tuple((k, v) for k, v in _label_values(label) if k not in ("seed", "fold"))
+               for label in labels}
+    if len(configs) > 1:
+        lines.append(f"  the best of {len(configs)} configurations is flattered by the choice itself: see "
+                     "the deflated Sharpe and PBO in the verdict (stats.json) before trusting it")
     return lines
+
+
+def _label_values(label: str) -> list[tuple[str, str]]:
+    return [tuple(part.split("=", 1)) for part in label.split() if "=" in part]
 
 
 # (header = the eval_summary.json field, kind): `pct` fields are fractions printed as percent.

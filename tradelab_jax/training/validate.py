@@ -95,6 +95,9 @@ def _check_cv(plain: dict[str, Any]) -> None:
     if kind not in CV_KINDS:
         raise UserError(f"invalid cv.kind {kind!r}: use one of {', '.join(CV_KINDS)} (or cv=<option>)")
     if kind == "none":
+        if cv.get("fold") is not None:
+            raise UserError(f"cv.fold={cv['fold']} picks a fold of a cross-validation, and cv is none; add "
+                            "cv=walk_forward or cv=purged_kfold (or drop cv.fold)")
         return
     fold, folds = cv.get("fold"), cv.get("folds")
     if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not isinstance(folds, int)
