@@ -1,7 +1,8 @@
 """MLflow runs through ``MlflowClient`` (no fluent active-run state, so the points of a packed sweep in one
 process each keep their own run). One run per point; a packed sweep's points are nested under one parent
-run (tag ``mlflow.parentRunId``), created by the first point and recorded in the sweep directory's
-``tracking.json``. The tracking URI: ``run.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a sqlite store
+run (tag ``mlflow.parentRunId``), created once (:func:`open_parent`: by ``tracking.open_sweep`` or the
+first point) and recorded in the sweep directory's ``tracking.json``. The tracking URI:
+``run.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a sqlite store
 ``<outputs>/mlruns/mlflow.db`` with artifacts in ``<outputs>/mlruns/artifacts`` (MLflow 3 refuses the plain
 file store). Credentials (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN``) are read by MLflow from the
 environment; the URI recorded in ``tracking.json`` has any ``user:password@`` part removed."""
@@ -9,6 +10,7 @@ environment; the URI recorded in ``tracking.json`` has any ``user:password@`` pa
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from tradelab_jax import tracking
 EXPERIMENT = "tradelab"
 MAX_PARAM = 6000  # MLflow's limit on a param value's length
 BATCH = 100  # MLflow's limit on params per log_batch call
+_PARENT_LOCK = threading.Lock()  # one parent run per sweep directory, whichever thread asks first
 
 
 def tracking_uri(config: dict[str, Any], outputs: Path | None = None) -> str:
@@ -69,6 +72,38 @@ def _params(flat: dict[str, Any]):
     return [Param(k, str(v)[:MAX_PARAM]) for k, v in sorted(flat.items())]
 
 
+def prepare(*, config: dict[str, Any], outputs: Path | None = None, **_: Any) -> None:
+    """The slow start-up that creates no run: importing MLflow and, for the local sqlite store, creating it
+    and running its schema migrations (MLflow keeps the store per URI, so the loggers' clients reuse it)."""
+    from mlflow.entities import Metric, Param  # noqa: F401 - so the first record need not import them
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri(config, outputs))
+
+
+def open_parent(config: dict[str, Any], sweep_dir: Path, *, resume: bool, outputs: Path | None = None,
+                client=None) -> tuple[str, str]:
+    """The sweep's parent run ``(run id, experiment id)``, created on the first call and recorded in the
+    sweep directory's ``tracking.json``; later calls (other points, other processes) find it there, a
+    resume marks it running again."""
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(config, outputs)
+    client = client or MlflowClient(tracking_uri=uri)
+    with _PARENT_LOCK:
+        known = tracking.read_tracking(sweep_dir)
+        if known.get("mlflow_run_id"):
+            if resume:
+                client.update_run(known["mlflow_run_id"], status="RUNNING")
+            return known["mlflow_run_id"], known.get("mlflow_experiment_id")
+        exp_id = _experiment_id(client, uri)
+        parent = client.create_run(exp_id, run_name=Path(sweep_dir).name,
+                                   tags={"tradelab.sweep_dir": str(sweep_dir)})
+        tracking.write_tracking(Path(sweep_dir), mlflow_run_id=parent.info.run_id,
+                                mlflow_experiment_id=exp_id, mlflow_tracking_uri=public_uri(uri))
+        return parent.info.run_id, exp_id
+
+
 class MLflowLogger:
     def __init__(self, *, config: dict[str, Any], run_dir: Path, values: dict[str, Any],
                  sweep_dir: Path | None, resume: bool, outputs: Path | None = None, **_: Any):
@@ -80,21 +115,14 @@ class MLflowLogger:
         self.finished = False
         self.parent_id = None
         if sweep_dir is not None:
-            self.parent_id = tracking.read_tracking(sweep_dir).get("mlflow_run_id")
+            self.parent_id = open_parent(config, Path(sweep_dir), resume=resume, outputs=outputs,
+                                         client=client)[0]
         known = tracking.read_tracking(self.run_dir)
         if resume and known.get("mlflow_run_id"):
             self.run_id, exp_id = known["mlflow_run_id"], known.get("mlflow_experiment_id")
             client.update_run(self.run_id, status="RUNNING")
-            if self.parent_id:
-                client.update_run(self.parent_id, status="RUNNING")
         else:
             exp_id = _experiment_id(client, uri)
-            if sweep_dir is not None and not self.parent_id:
-                parent = client.create_run(exp_id, run_name=Path(sweep_dir).name,
-                                           tags={"tradelab.sweep_dir": str(sweep_dir)})
-                self.parent_id = parent.info.run_id
-                tracking.write_tracking(Path(sweep_dir), mlflow_run_id=self.parent_id,
-                                        mlflow_experiment_id=exp_id, mlflow_tracking_uri=public_uri(uri))
             tags = {"tradelab.run_dir": str(self.run_dir)}
             if self.parent_id:
                 tags["mlflow.parentRunId"] = self.parent_id

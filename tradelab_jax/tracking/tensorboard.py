@@ -10,6 +10,11 @@ from typing import Any
 from tradelab_jax import tracking
 
 
+def prepare(**_: Any) -> None:
+    """Import tensorboardX (and its hparams summary) before the first record needs it."""
+    import tensorboardX.summary  # noqa: F401
+
+
 class TensorBoardLogger:
     def __init__(self, *, run_dir: Path, values: dict[str, Any], resume: bool, **_: Any):
         self.values, self.run_dir, self.resume = values, Path(run_dir), resume

@@ -16,6 +16,13 @@ from tradelab_jax import tracking
 PROJECT = "tradelab"
 
 
+def prepare(**_: Any) -> None:
+    """Import wandb and start its service process (shared by the process's runs); no run, no file."""
+    import wandb
+
+    wandb.setup()
+
+
 class WandbLogger:
     def __init__(self, *, config: dict[str, Any], run_dir: Path, values: dict[str, Any],
                  sweep_dir: Path | None, resume: bool, **_: Any):
