@@ -36,14 +36,13 @@ READING = ("A deflated Sharpe probability below 0.95 means the best configuratio
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tradelab report", description=__doc__.splitlines()[0])
     ap.add_argument("dir", help="a run, packed sweep, CV or multirun directory")
-    ap.add_argument("--out", default=None, help=f"the HTML file to write (default: DIR/{REPORT_FILE}); a "
-                    f"folder gets {REPORT_FILE} inside it")
+    ap.add_argument("--out", default=None, help=f"where to write (default: DIR/{REPORT_FILE}): a path ending "
+                    f"in .html is the file; an existing folder or a path without a suffix is a folder (made "
+                    f"if missing) that gets {REPORT_FILE}")
     args = ap.parse_args(argv)
     from tradelab_jax import paths
 
-    out = Path(args.out) if args.out else Path(args.dir) / REPORT_FILE
-    if args.out and out.is_dir():
-        out = out / REPORT_FILE
+    out = out_path(args.out) if args.out else Path(args.dir) / REPORT_FILE
     paths.check_output_dir(out.parent, "--out" if args.out else "DIR")
     try:
         text = build(args.dir)
@@ -54,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out, text)
     print(f"wrote {out}")
     return 0
+
+
+def out_path(out: str) -> Path:
+    """The file ``--out`` names: a path ending in .html (or .htm) is the file itself; an existing folder or
+    a path without a suffix is a folder that gets report.html (`--out sent` must not write a file named
+    ``sent`` that no browser opens); any other suffix is refused, since the report is only HTML."""
+    path = Path(out).expanduser()
+    if path.is_dir() or not path.suffix:
+        return path / REPORT_FILE
+    if path.suffix.lower() in (".html", ".htm"):
+        return path
+    raise UserError(f"--out {out!r} ends in {path.suffix!r}, but the report is an HTML file; give a path "
+                    f"ending in .html or a folder (it gets {REPORT_FILE})")
 
 
 def _stats(root: Path) -> dict:

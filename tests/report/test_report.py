@@ -115,3 +115,18 @@ def test_report_bad_paths_are_one_sentence(tmp_path, capsys):
     assert len(err) == 2 and all(e.startswith("error: ") for e in err)
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "afile" / "r.html")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_out_without_a_suffix_is_a_folder_and_another_suffix_is_one_sentence(tiny_sweep, tmp_path, capsys):
+    """`--out foo` once wrote a file literally named foo; it is a folder that gets report.html."""
+    point = tiny_sweep / "1"
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "foo")]) == 0
+    assert (tmp_path / "foo").is_dir() and (tmp_path / "foo" / report.REPORT_FILE).is_file()
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'foo' / report.REPORT_FILE}"
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "r.HTM")]) == 0
+    assert (tmp_path / "r.HTM").is_file()
+    capsys.readouterr()
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "foo.pdf")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --out ") and "'.pdf'" in line and "ending in .html or a folder" in line
+    assert not (tmp_path / "foo.pdf").exists()
