@@ -148,3 +148,20 @@ def test_a_walk_forward_run_is_stratified_by_fold_and_joins_its_test_windows(tmp
     assert by_fold == {0: [0, 1], 1: [0, 1], 2: [0, 1]}  # the strata the bootstrap resamples within
     assert c["policies"]["agent"]["sharpe"]["iqm_ci95"] is not None
     assert report.main([str(root)]) == 0 and (root / report.REPORT_FILE).is_file()
+
+
+def test_a_multirun_names_its_configurations_by_the_dotted_keys_that_differ(tmp_path):
+    # The jobs' nested config.yaml read flat (tracking.flat, the one flattening rule): only keys that vary
+    # name a configuration; seed, cv.fold, run.* and *.seed do not.
+    from tradelab_jax.stats import collect
+
+    for job, lr, seed in (("0", 1e-3, 0), ("1", 3e-4, 1), ("2", 1e-3, 1)):
+        d = tmp_path / job
+        d.mkdir()
+        runs.write_config(d, {"seed": seed, "agent": {"ppo": {"lr": lr}, "seed": seed, "gamma": 0.99},
+                              "run": {"dir": str(d)}, "cv": {"fold": None}})
+        runs.write_status(d, status="done")
+    kind, points = collect.discover(tmp_path)
+    assert kind == "multirun"
+    assert [(p.seed, p.fold, p.config) for p in points] == [
+        (0, None, {"agent.ppo.lr": 1e-3}), (1, None, {"agent.ppo.lr": 3e-4}), (1, None, {"agent.ppo.lr": 1e-3})]

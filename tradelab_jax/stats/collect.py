@@ -15,6 +15,7 @@ import numpy as np
 from tradelab_jax import runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import ENV_KNOBS
+from tradelab_jax.tracking import flat  # light: imports no logger library until one is used
 
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "fees_paid", "trades", "exposure")
 NOT_CONFIG = ("seed", "fold")
@@ -30,17 +31,6 @@ class Point:
     metrics: dict = field(default_factory=dict)  # policy -> metric -> value
     returns: dict = field(default_factory=dict)  # policy -> per-bar returns, fraction per bar (np.ndarray)
     summary: dict = field(default_factory=dict)
-
-
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def discover(path) -> tuple[str, list[Point]]:
@@ -62,10 +52,10 @@ def discover(path) -> tuple[str, list[Point]]:
     if jobs:
         pts = []
         for d in jobs:
-            flat = _flatten(runs.read_config(d))
-            cfg = {k: v for k, v in flat.items() if k not in NOT_CONFIG
+            keys = flat(runs.read_config(d))
+            cfg = {k: v for k, v in keys.items() if k not in NOT_CONFIG
                    and not k.startswith(("run.", "hydra.")) and not k.endswith(".seed")}
-            pts.append(Point(d, flat.get("seed"), flat.get("cv.fold"), cfg))
+            pts.append(Point(d, keys.get("seed"), keys.get("cv.fold"), cfg))
         # only the keys that differ between jobs name a configuration
         varying = {k for k in set().union(*(p.config for p in pts))
                    if len({json.dumps(p.config.get(k), sort_keys=True, default=str) for p in pts}) > 1}
