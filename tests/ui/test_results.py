@@ -119,6 +119,25 @@ def test_a_symlink_out_of_outputs_is_refused(populated, tmp_path):
         results.resolve_run(populated, "20250101T000000Z_link")
 
 
+def test_runs_and_paper_sessions_are_opened_by_one_id_rule(tmp_path):
+    # results.resolve_id is the rule of both pickers: the same refusals, each naming what was picked.
+    from tradelab_jax.ui.tabs import paper
+
+    outputs = tmp_path / "outputs"
+    (outputs / "paper" / "real").mkdir(parents=True)
+    (outputs / "paper" / "alias").symlink_to(outputs / "paper" / "real")  # a link that stays inside
+    for kind, resolve in (("run", results.resolve_run), ("session", paper.resolve_session)):
+        for bad, says in (("/etc", f"invalid {kind} id '/etc': expected a path relative to the outputs root"),
+                          ("paper\\real", f"invalid {kind} id"), ("paper/..", f"invalid {kind} id part '..'"),
+                          ("paper/alias", f"{kind} 'paper/alias' is reached through a symbolic link"),
+                          ("", "no run selected" if kind == "run" else "no paper session selected")):
+            with pytest.raises(UserError) as err:
+                resolve(outputs, bad)
+            assert str(err.value).startswith(says) and "\n" not in str(err.value), (kind, bad, err.value)
+    assert results.resolve_id(outputs, "paper/real", kind="run", example="x", none="-") == (
+        outputs / "paper" / "real").resolve()
+
+
 def test_only_offered_files_are_served(populated):
     path = results.run_file(populated, "20251126T110000Z_alpha", "eval_summary.json")
     assert path == populated / "20251126T110000Z_alpha" / "eval_summary.json"

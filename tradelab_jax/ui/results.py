@@ -68,26 +68,35 @@ SUMMARY_METRICS = (
 # ids
 
 
+def resolve_id(outputs: str | os.PathLike, id_: Any, *, kind: str, example: str, none: str) -> Path:
+    """The folder that ``id_`` (a path relative to ``outputs``) names, checked but not yet known to be a
+    run or session: plain parts (:func:`paths.check_id`), inside the outputs root, and not reached through
+    a symbolic link, each refusal one sentence naming the ``kind`` ("run", "session") with ``example`` ids.
+    ``none`` is the sentence when nothing is selected. The one rule both runs and paper sessions are opened
+    by."""
+    if not isinstance(id_, str) or not id_:
+        raise UserError(none)
+    if id_.startswith("/") or "\\" in id_:
+        raise UserError(f"invalid {kind} id {id_!r}: expected a path relative to the outputs root, e.g. "
+                        f"{example}")
+    parts = id_.split("/")
+    for part in parts:
+        paths.check_id(part, f"{kind} id part")
+    path = paths.inside(outputs, *parts)
+    if path != Path(outputs).resolve().joinpath(*parts):
+        raise UserError(f"{kind} {id_!r} is reached through a symbolic link; links in outputs/ are not "
+                        "followed")
+    return path
+
+
 def resolve_run(outputs: str | os.PathLike, run_id: Any) -> Path:
     """The directory of run ``run_id`` under ``outputs``; refuses traversal, absolute paths and non-runs.
 
     Any run :func:`runs.iter_runs` lists opens: ``<ts>_<tag>``, ``multirun/<ts>_<tag>/<n>``, a packed
     multirun's ``multirun/<ts>_<tag>/<job>/<n>``, a run pulled from the archive under its id.
     """
-    if not isinstance(run_id, str) or not run_id:
-        raise UserError("no run selected")
-    parts = run_id.split("/")
-    if run_id.startswith("/") or "\\" in run_id:
-        raise UserError(
-            f"invalid run id {run_id!r}: expected a path relative to the outputs root, e.g. "
-            "<timestamp>_<tag> or multirun/<timestamp>_<tag>/<n>"
-        )
-    for part in parts:
-        paths.check_id(part, "run id part")
-    path = paths.inside(outputs, *parts)
-    if path != Path(outputs).resolve().joinpath(*parts):
-        raise UserError(f"run {run_id!r} is reached through a symbolic link; links in outputs/ are not "
-                        "followed")
+    path = resolve_id(outputs, run_id, kind="run", none="no run selected",
+                      example="<timestamp>_<tag> or multirun/<timestamp>_<tag>/<n>")
     if not runs.is_run_dir(path):
         raise UserError(f"no run {run_id!r} in {Path(outputs).resolve()}")
     return path

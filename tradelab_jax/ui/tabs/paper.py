@@ -5,8 +5,9 @@ sent again only when the session's journal changed (:func:`view_key`), so a tick
 the user's zoom alone.
 
 A session is named by its path relative to the outputs root (``paper/<ts>_<symbol>``) and opened only
-through :func:`resolve_session`, which applies the runs' rules: plain id parts, inside the outputs root, not
-reached through a symbolic link, and none of its files a link out of it (:func:`runs.run_file_path`).
+through :func:`resolve_session`, which applies the runs' rules (:func:`results.resolve_id`): plain id
+parts, inside the outputs root, not reached through a symbolic link, and none of its files a link out of it
+(:func:`runs.run_file_path`).
 The data functions (:func:`sessions_frame`, :func:`session_view`) hold no Gradio state and are what the
 tests call.
 """
@@ -20,10 +21,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from tradelab_jax import paths, runs
+from tradelab_jax import runs
 from tradelab_jax.data.schema import ms_to_iso
 from tradelab_jax.errors import UserError
 from tradelab_jax.paper import files
+from tradelab_jax.ui import results
 from tradelab_jax.ui.tabs import Shared, md, notes_md
 
 REFRESH_S = 3.0  # seconds between two re-reads; a paper session trades one bar a timeframe (1m by default)
@@ -43,18 +45,8 @@ def no_sessions_note(outputs: Path) -> str:
 def resolve_session(outputs: str | os.PathLike, session_id: Any) -> Path:
     """The directory of paper session ``session_id`` (relative to ``outputs``); refuses traversal, absolute
     paths, links and folders that are not sessions, each with one sentence (:class:`UserError`)."""
-    if not isinstance(session_id, str) or not session_id:
-        raise UserError("no paper session selected")
-    if session_id.startswith("/") or "\\" in session_id:
-        raise UserError(f"invalid session id {session_id!r}: expected a path relative to the outputs root, "
-                        "e.g. paper/<timestamp>_<symbol>")
-    parts = session_id.split("/")
-    for part in parts:
-        paths.check_id(part, "session id part")
-    path = paths.inside(outputs, *parts)
-    if path != Path(outputs).resolve().joinpath(*parts):
-        raise UserError(f"session {session_id!r} is reached through a symbolic link; links in outputs/ are "
-                        "not followed")
+    path = results.resolve_id(outputs, session_id, kind="session", none="no paper session selected",
+                              example="paper/<timestamp>_<symbol>")
     for name in SESSION_FILES:
         try:
             runs.run_file_path(path, name)
