@@ -14,6 +14,7 @@ hidden folders); the next prune finishes removing such leftovers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -294,8 +295,6 @@ def _states(text: Any) -> set[str]:
 
 def remove_unit(unit: Unit) -> None:
     """Delete one unit: refused while a trainer holds any of its run locks; rename aside, then remove."""
-    import contextlib
-
     with contextlib.ExitStack() as locks:
         # A packed sweep's trainer locks the sweep's own directory; a single run's, the run's.
         held = [*([unit.path] if runs.is_sweep_dir(unit.path) else []), *unit.dirs]
@@ -329,37 +328,20 @@ def _prune(args: argparse.Namespace, outputs: Path) -> int:
         return preset.get(name) if value in (None, False) else value
 
     require_archived = bool(pick("require_archived"))
-    archive = None
+    archive, archive_errors = None, contextlib.nullcontext()
     if require_archived:
-        from tradelab_jax.archive.client import make_client
+        from tradelab_jax.archive.client import make_client, s3_errors
         from tradelab_jax.archive.config import spec_from
 
         spec = spec_from(args.bucket, args.prefix, args.endpoint_url)
-        archive = (make_client(spec), spec)
+        archive, archive_errors = (make_client(spec), spec), s3_errors(spec)
     keep_tag = pick("keep_tag")
     if isinstance(keep_tag, str):
         keep_tag = [keep_tag]
-    if archive is not None:
-        from tradelab_jax.archive.client import s3_errors
-
-        with s3_errors(archive[1]):
-            plan = plan_prune(
-                outputs,
-                older_than=pick("older_than"),
-                status=pick("status"),
-                keep_last=pick("keep_last"),
-                keep_tag=keep_tag,
-                require_archived=True,
-                archive=archive,
-            )
-    else:
-        plan = plan_prune(
-            outputs,
-            older_than=pick("older_than"),
-            status=pick("status"),
-            keep_last=pick("keep_last"),
-            keep_tag=keep_tag,
-        )
+    with archive_errors:  # planning reads the archive's manifests: an S3 error is one sentence
+        plan = plan_prune(outputs, older_than=pick("older_than"), status=pick("status"),
+                          keep_last=pick("keep_last"), keep_tag=keep_tag, require_archived=require_archived,
+                          archive=archive)
     for unit in plan.kept:
         if "never pruned" in (unit.why_kept or "") or "archiv" in (unit.why_kept or ""):
             print(f"keep   {_rel(unit.path, outputs)}: {unit.why_kept}")
