@@ -164,4 +164,5 @@ def test_a_multirun_names_its_configurations_by_the_dotted_keys_that_differ(tmp_
     kind, points = collect.discover(tmp_path)
     assert kind == "multirun"
     assert [(p.seed, p.fold, p.config) for p in points] == [
-        (0, None, {"agent.ppo.lr": 1e-3}), (1, None, {"agent.ppo.lr": 3e-4}), (1, None, {"agent.ppo.lr": 1e-3})]
+        (0, None, {"agent.ppo.lr": 1e-3}), (1, None, {"agent.ppo.lr": 3e-4}),
+        (1, None, {"agent.ppo.lr": 1e-3})]
