@@ -1,9 +1,12 @@
 """``tradelab report RUN_DIR|SWEEP_DIR``: one self-contained HTML file a researcher can send.
 
 It reads the run directory as the UI does (eval_summary.json, telemetry.parquet, config.yaml, stats.json),
-never the trainer's objects. Figures are plotly's, with plotly.js embedded inline so the file opens offline;
-each figure's data is also in the file as plain JSON (``<script type="application/json" id="fig-...">``),
-which the page draws and a test reads back. quantstats' tearsheet is not used: quantstats pulls yfinance and
+never the trainer's objects. Figures are plotly's, with plotly.js embedded inline by default so the file
+opens offline (``--plotly cdn`` loads it from cdn.plot.ly instead: 4.8 MB less); each figure's data is also
+in the file as plain JSON (``<script type="application/json" id="fig-...">``), which the page draws and a
+test reads back. A curve of more than DISPLAY_POINTS bars is drawn from the lowest and highest point of each
+of DISPLAY_POINTS / 2 runs of bars (:func:`display_index`), so every trough and peak, and so every drawdown,
+stays where it is, and the figure's title says how many points of how many it draws (docs/report.md). quantstats' tearsheet is not used: quantstats pulls yfinance and
 curl_cffi, which need a cffi that ccxt's pin excludes.
 """
 
@@ -22,6 +25,8 @@ from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import ENV_KNOBS
 
 REPORT_FILE = "report.html"
+DISPLAY_POINTS = 2000  # per curve: about two per pixel of the 1200 px page (--points; 0 = every bar)
+PLOTLY_CDN = "https://cdn.plot.ly/plotly-{version}.min.js"
 ROLLING_BARS = 1440  # rolling Sharpe window: one day of 1m bars (a quarter of the episode when shorter)
 POLICIES = ("agent", "buy_and_hold", "flat", "random")
 TABLE_METRICS = (("sharpe", "num"), ("total_return", "pct"), ("max_drawdown", "pct"), ("trades", "int"),
@@ -39,13 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help=f"where to write (default: DIR/{REPORT_FILE}): a path ending "
                     f"in .html is the file; an existing folder or a path without a suffix is a folder (made "
                     f"if missing) that gets {REPORT_FILE}")
+    ap.add_argument("--plotly", choices=("inline", "cdn"), default="inline",
+                    help="inline (default): plotly.js is in the file, which opens offline; cdn: the file "
+                    "loads plotly.js from cdn.plot.ly when opened (4.8 MB smaller, needs the internet)")
+    ap.add_argument("--points", type=int, default=DISPLAY_POINTS, metavar="N",
+                    help="at most about N points per curve (default %(default)s): the lowest and highest of "
+                    "each of N/2 runs of bars, so drawdowns stay visible; 0 draws every bar")
     args = ap.parse_args(argv)
+    if args.points < 0 or 0 < args.points < 4:
+        raise UserError(f"--points {args.points}: expected 0 (every bar) or a count of at least 4")
     from tradelab_jax import paths
 
     out = out_path(args.out) if args.out else Path(args.dir) / REPORT_FILE
     paths.check_output_dir(out.parent, "--out" if args.out else "DIR")
     try:
-        text = build(args.dir)
+        text = build(args.dir, plotly=args.plotly, points=args.points)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {args.dir}: {err}") from err
     from tradelab_jax.io import atomic_write_text
@@ -112,40 +125,99 @@ def _floats(x) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(x, dtype=float)]
 
 
-def figures(point: Path, split: str, initial_cash: float) -> dict[str, Any]:
+def display_index(y, points: int = DISPLAY_POINTS) -> np.ndarray:
+    """The indices (in bar order) of the points a curve of ``y`` is drawn with: every one when there are at
+    most ``points`` (or ``points`` is 0); else the first and the last and, in each of
+    :func:`display_runs` equal runs of bars, the lowest and the highest finite value (min/max per pixel bucket: an average or every
+    k-th bar would shave off the one-bar troughs a drawdown is made of). A run that holds NaN keeps its first
+    NaN too, so a gap stays a gap."""
+    y = np.asarray(y, dtype=float)
+    n = y.size
+    if not points or n <= points:
+        return np.arange(n)
+    edges = np.linspace(0, n, display_runs(points) + 1).astype(int)
+    keep = [0, n - 1]
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        seg = y[a:b]
+        finite = np.isfinite(seg)
+        if not finite.all():
+            keep.append(a + int(np.argmin(finite)))
+        if finite.any():
+            vals = np.where(finite, seg, np.nan)
+            keep += [a + int(np.nanargmin(vals)), a + int(np.nanargmax(vals))]
+    return np.unique(keep)
+
+
+def display_runs(points: int) -> int:
+    """The runs of bars a curve of more than ``points`` bars is cut into: two points each, plus the first
+    and the last bar, make at most ``points``."""
+    return max(1, (points - 2) // 2)
+
+
+class _Curves:
+    """Lines drawn through :func:`display_index`, counting the points they keep for the figures' titles."""
+
+    def __init__(self, points: int):
+        self.points, self.drawn, self.bars = points, 0, 0
+
+    def line(self, ts_ms, y, **kw):
+        import plotly.graph_objects as go
+
+        y = np.asarray(y, dtype=float)
+        i = display_index(y, self.points)
+        self.drawn, self.bars = max(self.drawn, i.size), max(self.bars, y.size)
+        return go.Scatter(x=_iso(np.asarray(ts_ms)[i]), y=_floats(y[i]), mode="lines", **kw)
+
+    def note(self) -> str:
+        """What a title says of the drawing: nothing when every bar is drawn."""
+        if self.drawn >= self.bars:
+            return ""
+        return (f"<br>(downsampled for display: at most {self.drawn:,} of {self.bars:,} points per curve, the "
+                f"lowest and highest of each of {display_runs(self.points):,} runs of bars)")
+
+
+def figures(point: Path, split: str, initial_cash: float, points: int = DISPLAY_POINTS) -> dict[str, Any]:
     """The report's plotly figures of one point's split: equity vs baselines and the asset with drawdown,
-    the price with the agent's round trips, the agent's rolling Sharpe."""
-    return figures_of(_telemetry(point, split), split, initial_cash, _bars_per_year(point))
+    the price with the agent's round trips, the agent's rolling Sharpe (each curve at most about ``points``
+    points, :func:`display_index`; every round trip is marked)."""
+    return figures_of(_telemetry(point, split), split, initial_cash, _bars_per_year(point), points)
 
 
-def figures_of(tel: dict[str, Any], split: str, initial_cash: float, bars_per_year: float) -> dict[str, Any]:
+def figures_of(tel: dict[str, Any], split: str, initial_cash: float, bars_per_year: float,
+               points: int = DISPLAY_POINTS) -> dict[str, Any]:
     """:func:`figures` from one split's telemetry already read (policy -> frame sorted by ``t``), so the UI
-    can draw the same figures from the telemetry it opened through its own checks."""
+    can draw the same figures from the telemetry it opened through its own checks. Drawdowns and the
+    rolling Sharpe ratio are computed over every bar, then downsampled."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from tradelab_jax.roundtrips import round_trip_table
 
     agent = tel["agent"]
-    x = _iso(agent["ts"])
-    eq = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04,
-                       subplot_titles=(f"equity on the {split} split (quote currency)", "drawdown %"))
+    ts = agent["ts"].to_numpy()
+    curves = _Curves(points)
+    lines = []
     for pol in POLICIES:
         if pol in tel:
             e = tel[pol]["equity"].to_numpy(float)
-            eq.add_trace(go.Scatter(x=_iso(tel[pol]["ts"]), y=_floats(e), name=pol, mode="lines"), 1, 1)
+            lines.append((curves.line(tel[pol]["ts"].to_numpy(), e, name=pol), 1))
             if pol in ("agent", "buy_and_hold"):
                 full = np.concatenate([[initial_cash], e])
                 dd = (full / np.maximum.accumulate(full) - 1.0)[1:] * 100
-                eq.add_trace(go.Scatter(x=_iso(tel[pol]["ts"]), y=_floats(dd), name=f"{pol} drawdown",
-                                        mode="lines"), 2, 1)
+                lines.append((curves.line(tel[pol]["ts"].to_numpy(), dd, name=f"{pol} drawdown"), 2))
     close = agent["close"].to_numpy(float)
-    eq.add_trace(go.Scatter(x=x, y=_floats(initial_cash * close / close[0]), name="asset (close, scaled)",
-                            mode="lines", line={"dash": "dot"}), 1, 1)
+    lines.append((curves.line(ts, initial_cash * close / close[0], name="asset (close, scaled)",
+                              line={"dash": "dot"}), 1))
+    eq = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04,
+                       subplot_titles=(f"equity on the {split} split (quote currency){curves.note()}",
+                                       "drawdown %"))
+    for trace, row in lines:
+        eq.add_trace(trace, row, 1)
     eq.update_layout(height=620, legend={"orientation": "h"}, hovermode="x unified")
 
     trips = round_trip_table({c: agent[c].to_numpy() for c in agent.columns}, initial_cash)
-    price = go.Figure(go.Scatter(x=x, y=_floats(close), name="close", mode="lines"))
+    curves = _Curves(points)
+    price = go.Figure(curves.line(ts, close, name="close"))
     for side, symbol in (("long", "triangle-up"), ("short", "triangle-down")):
         t = trips[trips["side"] == side]
         price.add_trace(go.Scatter(x=_iso(t["entry_time"]), y=_floats(t["entry_price"]), mode="markers",
@@ -155,7 +227,7 @@ def figures_of(tel: dict[str, Any], split: str, initial_cash: float, bars_per_ye
                                mode="markers", name="exit", marker={"symbol": "x", "size": 9},
                                text=[f"{k}, P&L {p:.2f}" for k, p in zip(closed["exit"], closed["pnl"],
                                                                           strict=True)]))
-    price.update_layout(title=f"price and the agent's {len(trips)} round trip(s)", height=420,
+    price.update_layout(title=f"price and the agent's {len(trips)} round trip(s){curves.note()}", height=420,
                         legend={"orientation": "h"})
 
     full = np.concatenate([[initial_cash], agent["equity"].to_numpy(float)])
@@ -167,8 +239,10 @@ def figures_of(tel: dict[str, Any], split: str, initial_cash: float, bars_per_ye
     with np.errstate(divide="ignore", invalid="ignore"):
         roll = np.array(rs.mean() / rs.std() * math.sqrt(bars_per_year), dtype=float)
     roll[~np.isfinite(roll)] = np.nan
-    rolling = go.Figure(go.Scatter(x=x, y=_floats(roll), name=f"agent, {w} bars", mode="lines"))
-    rolling.update_layout(title=f"agent's rolling Sharpe ratio ({w}-bar window, annualised)", height=320,
+    curves = _Curves(points)
+    rolling = go.Figure(curves.line(ts, roll, name=f"agent, {w} bars"))
+    rolling.update_layout(title=f"agent's rolling Sharpe ratio ({w}-bar window, annualised){curves.note()}",
+                          height=320,
                           showlegend=True)
     return {"equity": eq, "price": price, "rolling_sharpe": rolling, "round_trips": trips, "window": w}
 
@@ -254,10 +328,10 @@ def _detail(name: str, d: dict | None) -> str:
     return f"<h3>{name}</h3><ul>{items}</ul>"
 
 
-def build(path) -> str:
-    """The report's HTML text for a run, packed sweep, CV or multirun directory."""
+def build(path, plotly: str = "inline", points: int = DISPLAY_POINTS) -> str:
+    """The report's HTML text for a run, packed sweep, CV or multirun directory: plotly.js ``inline`` (the
+    file opens offline) or from its ``cdn``; curves of at most about ``points`` points (0: every bar)."""
     import yaml
-    from plotly.offline import get_plotlyjs
 
     from tradelab_jax import runs
     from tradelab_jax.stats.collect import discover
@@ -273,7 +347,7 @@ def build(path) -> str:
     cfg = runs.read_config(point)
     split = next(p["split"] for c in s["configs"] for p in c["points"] if p["split"])
     cash = float((cfg.get("env") or {}).get("initial_cash", ENV_KNOBS["initial_cash"].default))
-    figs = figures(point, split, cash)
+    figs = figures(point, split, cash, points)
     run = summary.get("run") or {}
     extra = ""
     if runs.is_sweep_dir(root):
@@ -307,5 +381,16 @@ checksum <code id=checksum>{html.escape(str(run.get('dataset_checksum')))}</code
              "padding:.5em;overflow:auto}")
     title = f"tradelab report {html.escape(root.name)}"
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{style}</style>\n<script>{get_plotlyjs()}</script></head><body>\n{body}"
-            "</body></html>\n")
+            f"<style>{style}</style>\n{_plotly_js(plotly)}</head><body>\n{body}</body></html>\n")
+
+
+def _plotly_js(how: str) -> str:
+    """The page's plotly.js: the library itself (``inline``) or a script tag of the same version on
+    cdn.plot.ly (``cdn``)."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    if how == "cdn":
+        return f'<script src="{PLOTLY_CDN.format(version=get_plotlyjs_version())}" charset="utf-8"></script>'
+    if how != "inline":
+        raise UserError(f"plotly={how!r}: expected inline or cdn")
+    return f"<script>{get_plotlyjs()}</script>"

@@ -74,24 +74,87 @@ def test_report_of_a_sweep_holds_its_telemetry_verdict_config_and_checksum(tiny_
     tel = pd.read_parquet(point / "telemetry.parquet")
     tel = tel[tel["split"] == "test"]
     equity = json.loads(page.by_id["fig-equity"])
-    for pol in ("agent", "buy_and_hold", "flat", "random"):
-        want = tel[tel["policy"] == pol].sort_values("t")["equity"].to_numpy()
-        assert _trace(equity, pol)["y"] == pytest.approx(want.tolist())
     agent = tel[tel["policy"] == "agent"].sort_values("t").reset_index(drop=True)
+    assert len(agent) > 2 * report.DISPLAY_POINTS  # so the curves are downsampled, and say so
+    drawn = max(len(t["y"]) for t in equity["data"])
+    assert drawn <= report.DISPLAY_POINTS
+    assert f"downsampled for display: at most {drawn:,} of {len(agent):,} points per curve" in \
+        equity["layout"]["annotations"][0]["text"]
+    for pol in ("agent", "buy_and_hold", "flat", "random"):
+        rows = tel[tel["policy"] == pol].sort_values("t")
+        _assert_drawn_from(_trace(equity, pol), rows["ts"], rows["equity"])
     dd = _trace(equity, "agent drawdown")["y"]
     mdd = runs.read_eval_summary(point)["splits"]["test"]["agent"]["max_drawdown"]
-    assert min(dd) == pytest.approx(-100 * mdd)
+    assert min(dd) == pytest.approx(-100 * mdd)  # the deepest trough survives the downsampling
     price = json.loads(page.by_id["fig-price"])
-    assert _trace(price, "close")["y"] == pytest.approx(agent["close"].tolist())
+    _assert_drawn_from(_trace(price, "close"), agent["ts"], agent["close"])
+    assert "downsampled for display" in price["layout"]["title"]["text"]
     trips = round_trip_table({c: agent[c].to_numpy() for c in agent.columns},
                              runs.read_config(point)["env"]["initial_cash"])
     entries = len(_trace(price, "long entry")["x"]) + len(_trace(price, "short entry")["x"])
     assert entries == len(trips) and len(_trace(price, "exit")["x"]) == int((trips["exit"] != "open").sum())
     rolling = json.loads(page.by_id["fig-rolling_sharpe"])
-    assert len(rolling["data"][0]["y"]) == len(agent)
+    assert 0 < len(rolling["data"][0]["y"]) <= report.DISPLAY_POINTS
     # the per-seed table names every point of every configuration
     for c in stats["configs"]:
         assert c["name"] in out.read_text()
+
+
+def _assert_drawn_from(trace: dict, ts, y) -> None:
+    """A downsampled curve: at most DISPLAY_POINTS of the telemetry's own (time, value) points, in bar
+    order, with the first, the last, the lowest and the highest among them."""
+    full = dict(zip(report._iso(ts), y.astype(float), strict=True))
+    assert len(trace["x"]) <= report.DISPLAY_POINTS and trace["x"] == sorted(trace["x"])
+    assert trace["y"] == pytest.approx([full[x] for x in trace["x"]])
+    assert trace["x"][0] == min(full) and trace["x"][-1] == max(full)
+    assert min(trace["y"]) == pytest.approx(y.min()) and max(trace["y"]) == pytest.approx(y.max())
+
+
+def test_every_bar_with_points_0_and_plotly_from_the_cdn(tiny_sweep, tmp_path, capsys):
+    """`--points 0` draws every bar (the figures hold the telemetry itself); `--plotly cdn` is the same
+    page with one script tag instead of plotly.js, millions of characters smaller."""
+    point = tiny_sweep / "1"
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "all.html"), "--points", "0"]) == 0
+    page = _parse(tmp_path / "all.html")
+    tel = pd.read_parquet(point / "telemetry.parquet")
+    tel = tel[tel["split"] == "test"]
+    equity = json.loads(page.by_id["fig-equity"])
+    for pol in ("agent", "buy_and_hold", "flat", "random"):
+        want = tel[tel["policy"] == pol].sort_values("t")["equity"].to_numpy()
+        assert _trace(equity, pol)["y"] == pytest.approx(want.tolist())
+    assert "downsampled" not in equity["layout"]["annotations"][0]["text"]
+    n_agent = int((tel["policy"] == "agent").sum())
+    assert len(json.loads(page.by_id["fig-rolling_sharpe"])["data"][0]["y"]) == n_agent
+
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "inline.html")]) == 0
+    assert cli.main(["report", str(point), "--out", str(tmp_path / "cdn.html"), "--plotly", "cdn"]) == 0
+    inline, cdn = _parse(tmp_path / "inline.html"), _parse(tmp_path / "cdn.html")
+    from plotly.offline import get_plotlyjs_version
+
+    assert cdn.external == [f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"]
+    assert all(cdn.by_id[k] == inline.by_id[k] for k in ("fig-equity", "fig-price", "verdict", "config"))
+    sizes = {k: (tmp_path / f"{k}.html").stat().st_size for k in ("all", "inline", "cdn")}
+    assert sizes["inline"] - sizes["cdn"] > 3_000_000 and sizes["cdn"] < 1_000_000
+    assert sizes["all"] > sizes["inline"]
+    assert cli.main(["report", str(point), "--points", "3"]) == 2
+    assert "expected 0 (every bar) or a count of at least 4" in capsys.readouterr().err
+
+
+def test_display_index_keeps_a_one_bar_crash_and_nan_gaps():
+    """Min/max per run of bars: a one-bar trough that every-k-th-bar sampling would step over is drawn."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = 10_000 + np.cumsum(rng.normal(0, 1, 100_000))
+    y[54_321] -= 5_000  # a one-bar crash: the drawdown a report must show
+    y[:700] = np.nan  # a rolling statistic's warm-up
+    i = report.display_index(y, 1000)
+    assert i.size <= 1000 and np.all(np.diff(i) > 0) and i[0] == 0 and i[-1] == y.size - 1
+    assert 54_321 in i and np.nanargmax(y) in i
+    assert np.isnan(y[i]).any() and np.isfinite(y[i]).sum() > 900
+    assert np.array_equal(report.display_index(y[:1000], 1000), np.arange(1000))
+    assert np.array_equal(report.display_index(y, 0), np.arange(y.size))
+    assert report.display_index(y[::2][:7_001], 1000)[-1] == 7_000
 
 
 def test_report_of_one_point_and_out_paths(tiny_sweep, tmp_path, capsys):
