@@ -1,14 +1,14 @@
 """A loopback HTTP server that speaks the Binance spot REST endpoints ccxt uses for bars.
 
-``GET /api/v3/exchangeInfo`` (one spot market), ``GET /api/v3/time`` and ``GET /api/v3/klines`` with
-Binance's ``symbol``/``interval``/``startTime``/``endTime``/``limit`` semantics and 12-column rows, served
-from real bars.
-The server has its own clock (``now_ms``): candles after it do not exist yet, and the candle containing it is
-served as still forming (with a different close and volume than its final version), like the real API does.
-Faults are queued per klines request: ``429``/``418`` with Retry-After, ``500``/``503``, or ``drop``
-(headers and half of the body, then the connection is cut). ``hold_after=n`` answers ``n`` klines requests
-and holds every later one until :meth:`release`, so a test can kill a client mid-run at a known point
-instead of racing a delay.
+``GET /api/v3/exchangeInfo``, ``GET /api/v3/time`` and ``GET /api/v3/klines`` with Binance's
+``symbol``/``interval``/``startTime``/``endTime``/``limit`` semantics and 12-column rows, served from real
+bars of one spot market or several (a :class:`Market` each: the stream tests' REST server is this one with
+their symbols). The server has its own clock (``now_ms``): candles after it do not exist yet, and the candle
+containing it is served as still forming (with a different close and volume than its final version), like
+the real API does. Faults are queued per klines request: ``429``/``418`` with Retry-After, ``500``/``503``,
+or ``drop`` (headers and half of the body, then the connection is cut). ``hold_after=n`` answers ``n``
+klines requests and holds every later one until :meth:`release`, so a test can kill a client mid-run at a
+known point instead of racing a delay.
 """
 
 from __future__ import annotations
@@ -26,26 +26,113 @@ import numpy as np
 INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 
 
+class Market:
+    """One spot market as Binance serves it: 12-column klines rows of its bars at a clock, and its
+    exchangeInfo entry."""
+
+    def __init__(self, bars: dict[str, np.ndarray], symbol: str = "BTCUSDT", base: str = "BTC",
+                 quote: str = "USDT"):
+        self.bars = {k: np.asarray(v) for k, v in bars.items()}
+        self.symbol, self.base, self.quote = symbol, base, quote
+
+    def closed_bars(self, start: int, end: int, now_ms: int,
+                    interval_ms: int = 60_000) -> dict[str, np.ndarray]:
+        ts = self.bars["ts"]
+        mask = (ts >= start) & (ts < end) & (ts + interval_ms <= now_ms)
+        return {k: v[mask] for k, v in self.bars.items()}
+
+    def klines(self, start: int | None, end: int | None, limit: int, interval_ms: int,
+               now_ms: int) -> list[list]:
+        ts = self.bars["ts"]
+        visible = ts <= now_ms
+        if start is not None:
+            visible &= ts >= start
+        if end is not None:
+            visible &= ts <= end
+        idx = np.flatnonzero(visible)
+        idx = idx[:limit] if start is not None else idx[-limit:]
+        rows = []
+        for i in idx:
+            t = int(ts[i])
+            o, h, low, c, v = (float(self.bars[k][i]) for k in ("open", "high", "low", "close", "volume"))
+            if t + interval_ms > now_ms:  # still forming: the close and volume are not final yet
+                c, v = o, v / 2
+                h, low = max(o, c), min(o, c)
+            rows.append(
+                [
+                    t,
+                    f"{o:.8f}",
+                    f"{h:.8f}",
+                    f"{low:.8f}",
+                    f"{c:.8f}",
+                    f"{v:.8f}",
+                    t + interval_ms - 1,
+                    f"{v * c:.8f}",
+                    100,
+                    f"{v / 2:.8f}",
+                    f"{v * c / 2:.8f}",
+                    "0",
+                ]
+            )
+        return rows
+
+    def symbol_info(self) -> dict:
+        return {
+            "symbol": self.symbol,
+            "status": "TRADING",
+            "baseAsset": self.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": self.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "orderTypes": ["LIMIT", "MARKET"],
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "filters": [
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": "0.01",
+                    "maxPrice": "1000000.00",
+                    "tickSize": "0.01",
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": "0.00001",
+                    "maxQty": "9000.00000",
+                    "stepSize": "0.00001",
+                },
+            ],
+        }
+
+
 class FakeBinance:
+    """The server: one market from ``bars`` (``symbol``/``base``/``quote``), or several from ``markets`` (the
+    stream tests' ``FakeBinanceREST``), all on the server's one clock ``now_ms``."""
+
     def __init__(
         self,
-        bars: dict[str, np.ndarray],
-        now_ms: int,
+        bars: dict[str, np.ndarray] | None = None,
+        now_ms: int = 0,
         *,
         symbol: str = "BTCUSDT",
         base: str = "BTC",
         quote: str = "USDT",
+        markets: list[Market] | None = None,
         hold_after: int | None = None,
         faults: list[tuple] | None = None,
     ):
-        self.bars = {k: np.asarray(v) for k, v in bars.items()}
+        if markets is None:
+            assert bars is not None, "give the bars of one market, or markets"
+            markets = [Market(bars, symbol, base, quote)]
+        self.markets = {m.symbol: m for m in markets}
         self.now_ms = int(now_ms)
-        self.symbol, self.base, self.quote = symbol, base, quote
         self.hold_after = hold_after
         self._released = threading.Event()
         self.holding = 0  # klines requests waiting for release()
         self.faults: deque = deque(faults or [])
-        self.log: list[dict] = []  # every request: path, query, status, time
+        self.log: list[dict] = []  # every request: path, query, status, time, the clock
         self.klines_ok = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -85,44 +172,9 @@ class FakeBinance:
 
     # ------------------------------------------------------------------ data
     def closed_bars(self, start: int, end: int, interval_ms: int = 60_000) -> dict[str, np.ndarray]:
-        """What a correct client should end up with for ``[start, end)``: closed candles only."""
-        ts = self.bars["ts"]
-        mask = (ts >= start) & (ts < end) & (ts + interval_ms <= self.now_ms)
-        return {k: v[mask] for k, v in self.bars.items()}
-
-    def klines(self, start: int | None, end: int | None, limit: int, interval_ms: int) -> list[list]:
-        ts = self.bars["ts"]
-        visible = ts <= self.now_ms
-        if start is not None:
-            visible &= ts >= start
-        if end is not None:
-            visible &= ts <= end
-        idx = np.flatnonzero(visible)
-        idx = idx[:limit] if start is not None else idx[-limit:]
-        rows = []
-        for i in idx:
-            t = int(ts[i])
-            o, h, low, c, v = (float(self.bars[k][i]) for k in ("open", "high", "low", "close", "volume"))
-            if t + interval_ms > self.now_ms:  # still forming: the close and volume are not final yet
-                c, v = o, v / 2
-                h, low = max(o, c), min(o, c)
-            rows.append(
-                [
-                    t,
-                    f"{o:.8f}",
-                    f"{h:.8f}",
-                    f"{low:.8f}",
-                    f"{c:.8f}",
-                    f"{v:.8f}",
-                    t + interval_ms - 1,
-                    f"{v * c:.8f}",
-                    100,
-                    f"{v / 2:.8f}",
-                    f"{v * c / 2:.8f}",
-                    "0",
-                ]
-            )
-        return rows
+        """What a correct client should end up with for ``[start, end)`` of the (first) market: closed
+        candles only."""
+        return next(iter(self.markets.values())).closed_bars(start, end, self.now_ms, interval_ms)
 
     def exchange_info(self) -> dict:
         return {
@@ -132,36 +184,7 @@ class FakeBinance:
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
             ],
             "exchangeFilters": [],
-            "symbols": [
-                {
-                    "symbol": self.symbol,
-                    "status": "TRADING",
-                    "baseAsset": self.base,
-                    "baseAssetPrecision": 8,
-                    "quoteAsset": self.quote,
-                    "quotePrecision": 8,
-                    "quoteAssetPrecision": 8,
-                    "orderTypes": ["LIMIT", "MARKET"],
-                    "isSpotTradingAllowed": True,
-                    "isMarginTradingAllowed": False,
-                    "permissions": [],
-                    "permissionSets": [["SPOT"]],
-                    "filters": [
-                        {
-                            "filterType": "PRICE_FILTER",
-                            "minPrice": "0.01",
-                            "maxPrice": "1000000.00",
-                            "tickSize": "0.01",
-                        },
-                        {
-                            "filterType": "LOT_SIZE",
-                            "minQty": "0.00001",
-                            "maxQty": "9000.00000",
-                            "stepSize": "0.00001",
-                        },
-                    ],
-                }
-            ],
+            "symbols": [m.symbol_info() for m in self.markets.values()],
         }
 
 
@@ -189,7 +212,8 @@ def _make_handler(fake: FakeBinance):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            record = {"path": parts.path, "query": query, "time": time.monotonic(), "status": 200}
+            record = {"path": parts.path, "query": query, "time": time.monotonic(), "status": 200,
+                      "now_ms": fake.now_ms}
             with fake._lock:
                 fake.log.append(record)
             if parts.path == "/api/v3/time":
@@ -227,9 +251,11 @@ def _make_handler(fake: FakeBinance):
                     )
                 if kind == "drop":
                     record["status"] = "dropped"
-                    rows = fake.klines(int(query["startTime"]), None, 1000, 60_000)
+                    market = fake.markets.get(query.get("symbol", "")) or next(iter(fake.markets.values()))
+                    rows = market.klines(int(query["startTime"]), None, 1000, 60_000, fake.now_ms)
                     return self._send(200, rows, drop=True)
-            if query.get("symbol") != fake.symbol:
+            market = fake.markets.get(query.get("symbol", ""))
+            if market is None:
                 record["status"] = 400
                 return self._send(400, {"code": -1121, "msg": "Invalid symbol."})
             interval = INTERVAL_MS.get(query.get("interval", ""))
@@ -239,7 +265,7 @@ def _make_handler(fake: FakeBinance):
             limit = min(int(query.get("limit", 500)), 1000)
             start = int(query["startTime"]) if "startTime" in query else None
             end = int(query["endTime"]) if "endTime" in query else None
-            rows = fake.klines(start, end, limit, interval)
+            rows = market.klines(start, end, limit, interval, fake.now_ms)
             with fake._lock:
                 fake.klines_ok += 1
             return self._send(200, rows)

@@ -6,8 +6,8 @@ then pushes ``{"e": "kline", "s": ..., "k": {"t", "T", "i", "o", "h", "l", "c", 
 for the subscribed streams, played from real bars: each candle as ``updates`` cumulative partial states (the
 close walking from the open to the final close, volume growing) ending on the real bar exactly. It owns the
 market clock: when candle ``i`` starts forming, the REST server's clock (:class:`FakeBinanceREST`, the
-per-symbol :class:`fake_binance.FakeBinance` of the ingest tests) moves to the middle of that candle, so REST
-serves every earlier bar as closed and this one as still forming (a wrong, partial version).
+ingest tests' :class:`fake_binance.FakeBinance` with one market per symbol) moves to the middle of that
+candle, so REST serves every earlier bar as closed and this one as still forming (a wrong, partial version).
 
 Faults, as ``(kind, candle index, *args)``:
 
@@ -42,14 +42,12 @@ import json
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from fake_binance import INTERVAL_MS, FakeBinance
+from fake_binance import FakeBinance, Market
 
 TF_MS = 60_000
 
@@ -61,100 +59,15 @@ def market_id(symbol: str) -> str:
 # --------------------------------------------------------------------------------------------- REST
 
 
-class FakeBinanceREST:
-    """The REST endpoints ccxt uses for bars, for several symbols: one :class:`FakeBinance` per symbol
-    (its klines rows and exchangeInfo entry), behind one loopback HTTP server."""
+class FakeBinanceREST(FakeBinance):
+    """The REST endpoints ccxt uses for bars, for several symbols: the ingest tests' loopback server with one
+    :class:`fake_binance.Market` per symbol (its klines rows and exchangeInfo entry) on one clock; its
+    ``faults`` are those of :class:`fake_binance.FakeBinance` (e.g. ``[("503",)] * 2``)."""
 
-    def __init__(self, bars: dict[str, dict[str, np.ndarray]], now_ms: int = 0):
-        self.fakes = {
-            market_id(s): FakeBinance(
-                b, now_ms, symbol=market_id(s), base=s.split("/")[0], quote=s.split("/")[1]
-            )
-            for s, b in bars.items()
-        }
-        self.log: list[dict] = []
-        self.fail_klines = 0  # answer this many klines requests with HTTP 503 (then serve again)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def now_ms(self) -> int:
-        return next(iter(self.fakes.values())).now_ms
-
-    @now_ms.setter
-    def now_ms(self, value: int) -> None:
-        for f in self.fakes.values():
-            f.now_ms = int(value)
-
-    def start(self) -> FakeBinanceREST:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeBinanceREST:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def klines_requests(self) -> list[dict]:
-        with self._lock:
-            return [r for r in self.log if r["path"] == "/api/v3/klines"]
-
-
-def _rest_handler(rest: FakeBinanceREST):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def _send(self, status: int, payload) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            with rest._lock:
-                rest.log.append({"path": parts.path, "query": query, "now_ms": rest.now_ms})
-            if parts.path == "/api/v3/time":
-                return self._send(200, {"serverTime": rest.now_ms})
-            if parts.path == "/api/v3/exchangeInfo":
-                info = next(iter(rest.fakes.values())).exchange_info()
-                info["symbols"] = [s for f in rest.fakes.values() for s in f.exchange_info()["symbols"]]
-                return self._send(200, info)
-            if parts.path != "/api/v3/klines":
-                return self._send(404, {"code": -1, "msg": f"no such endpoint {parts.path}"})
-            with rest._lock:
-                fail = rest.fail_klines > 0
-                rest.fail_klines -= int(fail)
-            if fail:
-                return self._send(
-                    503, {"code": -1001, "msg": "Internal error; unable to process your request."}
-                )
-            fake = rest.fakes.get(query.get("symbol", ""))
-            interval = INTERVAL_MS.get(query.get("interval", ""))
-            if fake is None or interval is None:
-                return self._send(400, {"code": -1121, "msg": "Invalid symbol or interval."})
-            start = int(query["startTime"]) if "startTime" in query else None
-            end = int(query["endTime"]) if "endTime" in query else None
-            return self._send(200, fake.klines(start, end, min(int(query.get("limit", 500)), 1000), interval))
-
-    return Handler
+    def __init__(self, bars: dict[str, dict[str, np.ndarray]], now_ms: int = 0, *,
+                 faults: list[tuple] | None = None):
+        markets = [Market(b, market_id(s), s.split("/")[0], s.split("/")[1]) for s, b in bars.items()]
+        super().__init__(now_ms=now_ms, markets=markets, faults=faults)
 
 
 # --------------------------------------------------------------------------------------------- websocket
