@@ -164,6 +164,8 @@ def friendly(err: BaseException) -> str:
         if isinstance(e, ValidationError):
             key = getattr(e, "full_key", None) or "?"
             msg = getattr(e, "msg", str(e)).splitlines()[0]
+            if key.startswith("sweep.") and "is not a ListConfig" in msg:
+                return _sweep_list_message(key, getattr(e, "value", None))
             return f"invalid value for {key}: {msg}"
     for e in chain:
         if isinstance(e, OmegaConfBaseException):
@@ -171,6 +173,17 @@ def friendly(err: BaseException) -> str:
             return " ".join(msg.split())
     text = " ".join(str(err).split())
     return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
+
+
+def _sweep_list_message(key: str, value: Any) -> str:
+    """``sweep.seed=0``: a sweep axis is a list of values (OmegaConf's own text names ListConfig)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        several = ",".join(str(value + i) for i in range(3))
+    elif isinstance(value, float):
+        several = f"{value:g},{2 * value:g}"
+    else:
+        return f"{key}={value} must be a list, e.g. {key}=[{value}]"
+    return f"{key}={value} must be a list, e.g. {key}=[{value}] or {key}=[{several}]"
 
 
 def _sweep_values(override: Any) -> list[str]:
