@@ -310,9 +310,9 @@ def remove_unit(unit: Unit) -> None:
         trash = unit.path.with_name(f".{unit.path.name}{TRASH_SUFFIX}")
         os.replace(unit.path, trash)  # atomic: from here on discovery no longer sees the run
     if os.environ.get("TRADELAB_TEST_LAKE_HOLD"):  # the kill tests stop here (tradelab_jax.data.lake)
-        from tradelab_jax.data.lake import _test_hold
+        from tradelab_jax.data.lake import crash_test_hold
 
-        _test_hold("prune-after-rename")
+        crash_test_hold("prune-after-rename")
     shutil.rmtree(trash)
 
 

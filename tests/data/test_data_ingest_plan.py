@@ -11,7 +11,7 @@ from datalake_helpers import put_dataset, slice_bars
 
 import tradelab_jax.data as data
 import tradelab_jax.io as tio
-from tradelab_jax.data.ingest import IngestState, _fetch_holes, _manifest_matches, plan_ingest
+from tradelab_jax.data.ingest import IngestState, fetch_holes, manifest_matches, plan_ingest
 from tradelab_jax.data.lake import Lake, parquet_bytes
 from tradelab_jax.data.schema import parse_time
 from tradelab_jax.errors import UserError
@@ -211,7 +211,7 @@ def test_a_crash_while_writing_the_manifest_leaves_the_old_version_whole_and_a_r
     assert not list(root.rglob("*.tmp"))
     old = lake.read_manifest(DATASET)
     # The changed month was written beside the file the manifest reads, so the old version is still whole.
-    assert _manifest_matches(lake, old, lake.dataset_rel_dir("binance", "BTC/USDT", "1m", DATASET))
+    assert manifest_matches(lake, old, lake.dataset_rel_dir("binance", "BTC/USDT", "1m", DATASET))
     np.testing.assert_array_equal(data.load(DATASET, lake=root).bars["close"], stored["close"])
     # A rebuild from the month files (the checkpoint) still gives a whole dataset, leaving no staged file.
     merged = slice_bars(oct_bars, 0, 150)
@@ -260,7 +260,7 @@ def test_paging_loop_pages_through_holes_and_past_a_gap_at_the_exchange(tmp_path
 
     state = IngestState.start(lake, plan, stored, lake.read_manifest(DATASET))
     bar, warnings = Bar(), []
-    _fetch_holes(plan, fetch, state, bar, warnings)
+    fetch_holes(plan, fetch, state, bar, warnings)
     ts = oct_bars["ts"]
     # 100 bars a page from the end of what is stored; the second page holds bars on both sides of the
     # outage and reaches the end of the hole, so the outage costs no request.
@@ -284,7 +284,7 @@ def test_paging_loop_warns_when_the_exchange_ignores_the_start_time(tmp_path, oc
     )  # fmt: skip
     state = IngestState.start(lake, plan, slice_bars(oct_bars, 0, 60), manifest)
     bar, warnings = Bar(), []
-    _fetch_holes(plan, lambda cursor: rows_of(oct_bars, oct_bars["ts"] >= 0, 30), state, bar, warnings)
+    fetch_holes(plan, lambda cursor: rows_of(oct_bars, oct_bars["ts"] >= 0, 30), state, bar, warnings)
     assert warnings == [
         "binance returned only bars before 2025-10-15T01:00:00Z when asked from it; "
         "it may not support paging back in time"

@@ -167,7 +167,7 @@ def make_exchange(exchange: str, symbol: str, settings: IngestSettings):
     if settings.api_url:
         ex.urls = dict(ex.urls)
         ex.urls["api"] = _rebase_tree(ex.urls["api"], settings.api_url)
-    market_type = settings.market_type or _market_type(symbol)
+    market_type = settings.market_type or market_type_of(symbol)
     fetch_markets = ex.options.get("fetchMarkets")
     # Exchanges like binance load spot, linear and inverse markets from three hosts by default; one is enough.
     if isinstance(fetch_markets, dict) and isinstance(fetch_markets.get("types"), list):
@@ -177,7 +177,9 @@ def make_exchange(exchange: str, symbol: str, settings: IngestSettings):
     return ex
 
 
-def _market_type(symbol: str) -> str:
+def market_type_of(symbol: str) -> str:
+    """ccxt's market type of a unified symbol: ``spot``, or a swap's ``linear`` / ``inverse`` settlement
+    (the key of the exchange's per-type URLs and limits; ingest and the stream read it alike)."""
     pair, _, settle = symbol.partition(":")
     if not settle:
         return "spot"
@@ -185,7 +187,7 @@ def _market_type(symbol: str) -> str:
 
 
 @dataclass
-class _Caller:
+class Caller:
     """Runs ccxt calls, retrying transient failures with backoff and honouring Retry-After."""
 
     ex: Any
@@ -476,7 +478,7 @@ def _remove_leftover_temp_files(lake: Lake, rel_dir: str) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def _manifest_matches(lake: Lake, manifest: dict | None, rel_dir: str) -> bool:
+def manifest_matches(lake: Lake, manifest: dict | None, rel_dir: str) -> bool:
     """Whether the manifest lists exactly the month files in the dataset folder, with their checksums."""
     if manifest is None:
         return False
@@ -569,8 +571,8 @@ def _ingest(
     until_ms = None if until is None else parse_time(until, "--until")
     if until_ms is not None and until_ms <= since_ms:
         raise UserError(f"--until {ms_to_iso(until_ms)} must be after --since {ms_to_iso(since_ms)}")
-    manifest, rel_dir, stored = _open_dataset(lake, dataset_id, exchange, symbol, timeframe, tf_ms)
-    ex, call, now_ms = _connect(exchange, symbol, timeframe, settings)
+    manifest, rel_dir, stored = open_dataset(lake, dataset_id, exchange, symbol, timeframe, tf_ms)
+    ex, call, now_ms = connect(exchange, symbol, timeframe, settings)
     plan = plan_ingest(
         dataset_id=dataset_id,
         exchange=exchange,
@@ -583,12 +585,12 @@ def _ingest(
         stored_ts=None if stored is None else stored["ts"],
         manifest=manifest,
         api_url=settings.api_url,
-        ccxt_version=_ccxt_version(),
+        ccxt_version=ccxt_version(),
     )
-    limit = settings.limit or _default_limit(ex, symbol)
+    limit = settings.limit or default_limit(ex, symbol)
     state = IngestState.start(lake, plan, stored, manifest)
     warnings: list[str] = []
-    if stored is not None and not _manifest_matches(lake, manifest, rel_dir):
+    if stored is not None and not manifest_matches(lake, manifest, rel_dir):
         state.rebuild_manifest()
         warnings.append(
             f"the manifest of {dataset_id!r} did not match its files (an interrupted run); rebuilt it"
@@ -608,7 +610,7 @@ def _ingest(
         file=sys.stderr,
         dynamic_ncols=True,
     ) as bar:
-        _fetch_holes(plan, fetch, state, bar, warnings)
+        fetch_holes(plan, fetch, state, bar, warnings)
     if state.manifest is None:
         raise DataError(
             f"{exchange} returned no {symbol} {timeframe} bars between {ms_to_iso(since_ms)} and "
@@ -620,7 +622,7 @@ def _ingest(
     return IngestResult(state.manifest, state.new_bars, call.requests, call.retries, warnings)
 
 
-def _open_dataset(
+def open_dataset(
     lake: Lake, dataset_id: str, exchange: str, symbol: str, timeframe: str, tf_ms: int
 ) -> tuple[dict | None, str, dict[str, np.ndarray] | None]:
     """The dataset's manifest, folder and stored bars (None when absent), after removing what a killed run
@@ -652,12 +654,12 @@ def _open_dataset(
     return manifest, rel_dir, stored
 
 
-def _connect(
+def connect(
     exchange: str, symbol: str, timeframe: str, settings: IngestSettings
-) -> tuple[Any, _Caller, int]:
+) -> tuple[Any, Caller, int]:
     """The ccxt exchange, checked to list the market and the timeframe; its caller; its clock (epoch ms)."""
     ex = make_exchange(exchange, symbol, settings)
-    call = _Caller(ex, settings)
+    call = Caller(ex, settings)
     call("loadMarkets", ex.load_markets)
     if symbol not in ex.markets:
         raise UserError(
@@ -669,7 +671,7 @@ def _connect(
     return ex, call, int(now_ms)
 
 
-def _fetch_holes(plan: IngestPlan, fetch, state: IngestState, bar: Any, warnings: list[str]) -> None:
+def fetch_holes(plan: IngestPlan, fetch, state: IngestState, bar: Any, warnings: list[str]) -> None:
     """Page through each hole from its start with ``fetch(cursor) -> ccxt rows``, committing every usable
     page; a page with nothing usable ends its hole (``bar`` counts the bars done, fetched or not)."""
     tf_ms = plan.tf_ms
@@ -732,7 +734,8 @@ def _page_to_bars(rows: Any, exchange: str) -> dict[str, np.ndarray]:
     return take(page, order)
 
 
-def _default_limit(ex: Any, symbol: str) -> int:
+def default_limit(ex: Any, symbol: str) -> int:
+    """The most bars one fetchOHLCV call of ``ex`` returns for ``symbol`` (ccxt's ``features``), else 500."""
     market = ex.markets.get(symbol, {}) if getattr(ex, "markets", None) else {}
     features = getattr(ex, "features", None) or {}
     kind = market.get("type") or "spot"
@@ -744,7 +747,8 @@ def _default_limit(ex: Any, symbol: str) -> int:
     return int(limit) if isinstance(limit, int | float) and limit > 0 else 500
 
 
-def _ccxt_version() -> str:
+def ccxt_version() -> str:
+    """The installed ccxt's version, recorded in manifests and provenance (imported here, not at load)."""
     import ccxt
 
     return ccxt.__version__

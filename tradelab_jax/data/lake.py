@@ -332,7 +332,7 @@ def write_dataset(
             if rel not in old_files:
                 lake.file_path(rel).unlink(missing_ok=True)
         raise
-    _test_hold("before-switch")
+    crash_test_hold("before-switch")
     first, last = int(ts[0]), int(ts[-1])
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -362,7 +362,7 @@ def write_dataset(
     atomic_write_json(lake.manifest_path(dataset_id), manifest)  # the switch: from here on, the new version
     atomic_write_text(lake.provenance_path(dataset_id), provenance_text.rstrip() + "\n")
     if staged:
-        _test_hold("after-switch")
+        crash_test_hold("after-switch")
         for entry in files:
             if entry["path"] in staged:
                 _link_over(lake.file_path(entry["path"]), lake.file_path(staged[entry["path"]]))
@@ -443,7 +443,7 @@ def _dataset_folder_files(lake: Lake, rel_dir: str) -> list[str]:
             if p.is_file() and (p.name.endswith(".parquet") or p.name.endswith(".tmp"))]
 
 
-def _test_hold(stage: str) -> None:
+def crash_test_hold(stage: str) -> None:
     """For the crash tests only: with ``TRADELAB_TEST_LAKE_HOLD=<stage>:<file>``, create ``<file>`` at that
     stage of a write and wait (at most 120 s) until the test removes it (or kills this process)."""
     spec = os.environ.get("TRADELAB_TEST_LAKE_HOLD", "")

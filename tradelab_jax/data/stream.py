@@ -51,20 +51,20 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tradelab_jax.data.ingest import (
+    Caller,
     IngestPlan,
     IngestSettings,
     IngestState,
-    _Caller,
-    _ccxt_version,
-    _connect,
-    _default_limit,
-    _fetch_holes,
-    _manifest_matches,
-    _market_type,
-    _open_dataset,
+    ccxt_version,
+    connect,
+    default_limit,
+    fetch_holes,
+    manifest_matches,
+    market_type_of,
+    open_dataset,
 )
 from tradelab_jax.data.journal import Journal
-from tradelab_jax.data.lake import Lake, _test_hold, take
+from tradelab_jax.data.lake import Lake, crash_test_hold, take
 from tradelab_jax.data.schema import (
     BAR_COLUMNS,
     check_exchange,
@@ -308,7 +308,7 @@ class Streamer:
         self.result = StreamResult()
         self.markets: list[_Market] = []
         self._rest: Any = None
-        self._call: _Caller | None = None
+        self._call: Caller | None = None
         self._limit = 1000
         self._last_status = 0.0
         self._status_width = 0
@@ -339,17 +339,17 @@ class Streamer:
         )
         settings.check()
         symbol = self.cfg.symbols[0]
-        ex, call, _now = _connect(self.cfg.exchange, symbol, self.cfg.timeframe, settings)
+        ex, call, _now = connect(self.cfg.exchange, symbol, self.cfg.timeframe, settings)
         for s in self.cfg.symbols[1:]:
             if s not in ex.markets:
                 raise UserError(f"{self.cfg.exchange} has no market {s!r}; check the symbol (e.g. ETH/USDT)")
         self._rest, self._call = ex, call
-        self._limit = _default_limit(ex, symbol)
+        self._limit = default_limit(ex, symbol)
 
     def _open(self, symbol: str, dataset_id: str) -> _Market:
         """The dataset as stored (repaired like ``data ingest`` does), then its journal replayed."""
         cfg, lake = self.cfg, self.lake
-        manifest, rel_dir, stored = _open_dataset(
+        manifest, rel_dir, stored = open_dataset(
             lake, dataset_id, cfg.exchange, symbol, cfg.timeframe, self.tf_ms
         )
         text, sources = _provenance(manifest, dataset_id, cfg)
@@ -360,7 +360,7 @@ class Streamer:
             provenance_text=text, sources=sources,
         )  # fmt: skip
         state = IngestState.start(lake, plan, stored, manifest)
-        if stored is not None and not _manifest_matches(lake, manifest, rel_dir):
+        if stored is not None and not manifest_matches(lake, manifest, rel_dir):
             state.rebuild_manifest()
             self.result.warnings.append(
                 f"the manifest of {dataset_id!r} did not match its files (an interrupted write); rebuilt it"
@@ -411,7 +411,7 @@ class Streamer:
             ex.urls = dict(ex.urls)
             ex.urls["api"] = dict(ex.urls["api"])
             ex.urls["api"]["ws"] = _override_ws(
-                ex.urls["api"].get("ws"), self.cfg.ws_url, _market_type(self.cfg.symbols[0])
+                ex.urls["api"].get("ws"), self.cfg.ws_url, market_type_of(self.cfg.symbols[0])
             )
         ex.set_markets_from_exchange(self._rest)  # markets come from the REST client; no second download
         return ex
@@ -610,7 +610,7 @@ class Streamer:
             return self._call(what, self._rest.fetch_ohlcv, m.symbol, self.cfg.timeframe, cursor, self._limit)
 
         warnings: list[str] = []
-        _fetch_holes(plan, fetch, collector, _NoBar(), warnings)
+        fetch_holes(plan, fetch, collector, _NoBar(), warnings)
         self.result.warnings.extend(warnings)
         return collector.rows
 
@@ -622,7 +622,7 @@ class Streamer:
         handled only after it (``_session`` awaits each update in turn).
         """
         await asyncio.to_thread(m.journal.append, rows)
-        _test_hold("stream-after-journal")
+        crash_test_hold("stream-after-journal")
         m.pending.extend(rows)
         m.last_ts = int(rows[-1][0])
         self.result.bars_stored[m.symbol] += len(rows)
@@ -731,7 +731,7 @@ def _provenance(manifest: dict | None, dataset_id: str, cfg: StreamConfig) -> tu
     """The dataset's provenance with this stream's source added once (a restart adds nothing)."""
     provenance = (manifest or {}).get("provenance") or {}
     sources = list(provenance.get("sources") or [])
-    version = _ccxt_version()
+    version = ccxt_version()
     text = provenance.get("text") or (
         f"# {dataset_id}\n\n{cfg.exchange} candles stored by `tradelab data stream`: closed candles from "
         "ccxt.pro `watch_ohlcv`, with every bar around a (re)connect fetched from the exchange's REST API "
