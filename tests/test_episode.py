@@ -142,3 +142,25 @@ def test_buy_and_hold_means_the_bucket_nearest_plus_one_in_episode_evaluation_an
     rows = [r for r in checks.compare_eval(rerun, run_dir, "exact") if "buy_and_hold" in r.name]
     assert rows and all(r.ok and r.mismatches == 0 for r in rows), rows
     assert runs.read_eval_summary(rerun)["policies"]["buy_and_hold"] == evaluation["policies"]["buy_and_hold"]
+
+
+def test_an_episode_the_kill_switch_ended_says_so(tmp_path, capsys):
+    """A 1 % max_drawdown stops a fee-paying random policy within 400 steps: the printed summary and
+    summary.json say the kill switch ended it, when, and at what equity below which peak (§5)."""
+    out, summary = _run(tmp_path, "--policy", "random", "--knob", "max_drawdown=0.01")
+    printed = capsys.readouterr().out
+    kill = summary["kill_switch"]
+    steps = summary["metrics"]["steps"]
+    frame = pd.read_parquet(out / "telemetry.parquet")
+    assert summary["terminated"] and steps == len(frame) < 400 and frame["terminated"].iloc[-1]
+    assert kill["steps"] == steps and kill["at"] == summary["last_mark"] and kill["max_drawdown"] == 0.01
+    peak = max(summary["knobs"]["initial_cash"], frame["equity"].max())
+    assert kill["peak_equity"] == pytest.approx(peak)
+    assert kill["equity"] == pytest.approx(frame["equity"].iloc[-1])
+    assert kill["equity"] <= kill["peak_equity"] * (1 - 0.01)
+    below = 100 * (1 - kill["equity"] / kill["peak_equity"])
+    assert (f"the kill switch ended the episode at {kill['at']} after {steps} steps: equity "
+            f"{kill['equity']:.2f} is {below:.2f}% below its peak {kill['peak_equity']:.2f} (max_drawdown 1%)"
+            in printed)
+    _, held = _run(tmp_path / "bh", "--policy", "buy_and_hold")
+    assert held["kill_switch"] is None and "kill switch" not in capsys.readouterr().out

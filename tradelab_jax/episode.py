@@ -10,7 +10,10 @@ observation but does not cut the episode, so over a whole split its steps, trade
 those of the split's ``agent`` in eval_summary.json. ``asset_return`` is the asset's unlevered price change
 over the whole split, close of its last bar over close of its first decision bar, minus 1
 (:func:`tradelab_jax.env.policies.asset_return`, the split's ``asset_return`` in eval_summary.json).
-Outputs in ``--out``: ``telemetry.parquet`` (one row per step), ``summary.json`` and ``equity.png``.
+Outputs in ``--out``: ``telemetry.parquet`` (one row per step), ``summary.json`` and ``equity.png``. An
+episode the kill switch ended (docs/execution-semantics.md §5) says so in the printed summary and in
+``summary.json``'s ``kill_switch`` (when, the equity, its peak and the limit; null otherwise): its return is
+over fewer bars than asked for, none traded after it.
 """
 
 from __future__ import annotations
@@ -163,8 +166,18 @@ def main(argv: list[str]) -> int:
         f"max drawdown {100 * m['max_drawdown']:.2f}%, {m['trades']} trades, {m['stops_hit']} stops, "
         f"fees {m['fees_paid']:.2f}"
     )
+    if summary["kill_switch"]:
+        print(kill_switch_line(summary["kill_switch"]))
     print(f"wrote {out_dir / 'telemetry.parquet'}, {out_dir / 'summary.json'}, {out_dir / 'equity.png'}")
     return 0
+
+
+def kill_switch_line(kill: dict) -> str:
+    """The printed sentence of an episode the kill switch ended (``summary["kill_switch"]``)."""
+    below = 1.0 - kill["equity"] / kill["peak_equity"] if kill["peak_equity"] > 0 else 1.0
+    return (f"the kill switch ended the episode at {kill['at']} after {kill['steps']} steps: equity "
+            f"{kill['equity']:.2f} is {100 * below:.2f}% below its peak {kill['peak_equity']:.2f} "
+            f"(max_drawdown {100 * kill['max_drawdown']:g}%); no bar after it was traded")
 
 
 def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_dir: Path, *,
@@ -215,6 +228,7 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
     tf_ms = float(market.manifest.get("timeframe_ms") or np.median(np.diff(ts)))
     metrics = summarize(telemetry, initial_cash=initial_cash, bars_per_year=bars_per_year(tf_ms))
     start_close = close[first]
+    knobs_json = _knobs_json({**knobs, "random_start": False, "episode_length": length})
     summary = {
         "dataset": dataset,
         "split": split,
@@ -228,8 +242,9 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
         # The unlevered price change over the whole split, not just the steps run (a kill switch can cut
         # them short), as in the trainer's evaluation.
         "asset_return": asset_return(close, first, last_bar),
-        "knobs": _knobs_json({**knobs, "random_start": False, "episode_length": length}),
+        "knobs": knobs_json,
         "metrics": metrics,
+        "kill_switch": _kill_switch(telemetry, initial_cash, knobs_json["max_drawdown"], ts[t[-1] + 1]),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "telemetry.parquet", suffix=".parquet") as tmp:
@@ -243,6 +258,20 @@ def run(dataset: str, split: str, policy_name: str, run_dir: Path | None, out_di
                 label=policy_name if run_dir is None else "agent",
                 benchmark_label="the asset (1x, no fees)")
     return summary
+
+
+def _kill_switch(telemetry: dict, initial_cash: float, max_drawdown: float, last_mark_ms) -> dict | None:
+    """When, at what equity and peak the kill switch ended the episode (§5: the peak of the marked
+    equity, from ``initial_cash``), or None when it did not."""
+    import numpy as np
+
+    from tradelab_jax.data.schema import ms_to_iso
+
+    if not bool(telemetry["terminated"][-1]):
+        return None
+    equity = np.asarray(telemetry["equity"], np.float64)
+    return {"at": ms_to_iso(last_mark_ms), "steps": int(equity.size), "equity": float(equity[-1]),
+            "peak_equity": float(max(initial_cash, equity.max())), "max_drawdown": max_drawdown}
 
 
 def _knobs_json(knobs: dict) -> dict:
