@@ -5,15 +5,17 @@ never the trainer's objects. Figures are plotly's, with plotly.js embedded inlin
 opens offline (``--plotly cdn`` loads it from cdn.plot.ly instead: 4.8 MB less); each figure's data is also
 in the file as plain JSON (``<script type="application/json" id="fig-...">``), which the page draws and a
 test reads back. A curve of more than DISPLAY_POINTS bars is drawn from the lowest and highest point of each
-of DISPLAY_POINTS / 2 runs of bars (:func:`display_index`), so every trough and peak, and so every drawdown,
-stays where it is, and the figure's title says how many points of how many it draws (docs/report.md). quantstats' tearsheet is not used: quantstats pulls yfinance and
-curl_cffi, which need a cffi that ccxt's pin excludes.
+of about DISPLAY_POINTS / 2 runs of bars (:func:`display_index`), so every trough and peak, and so every
+drawdown, stays where it is, and the figure's title says how many points of how many it draws
+(docs/report.md). quantstats' tearsheet is not used: quantstats pulls yfinance and curl_cffi, which need a
+cffi that ccxt's pin excludes.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import itertools
 import json
 import math
 from pathlib import Path
@@ -128,16 +130,16 @@ def _floats(x) -> list[float | None]:
 def display_index(y, points: int = DISPLAY_POINTS) -> np.ndarray:
     """The indices (in bar order) of the points a curve of ``y`` is drawn with: every one when there are at
     most ``points`` (or ``points`` is 0); else the first and the last and, in each of
-    :func:`display_runs` equal runs of bars, the lowest and the highest finite value (min/max per pixel bucket: an average or every
-    k-th bar would shave off the one-bar troughs a drawdown is made of). A run that holds NaN keeps its first
-    NaN too, so a gap stays a gap."""
+    :func:`display_runs` equal runs of bars, the lowest and the highest finite value (min/max per pixel
+    bucket: an average or every k-th bar would shave off the one-bar troughs a drawdown is made of). A run
+    that holds NaN keeps its first NaN too, so a gap stays a gap."""
     y = np.asarray(y, dtype=float)
     n = y.size
     if not points or n <= points:
         return np.arange(n)
     edges = np.linspace(0, n, display_runs(points) + 1).astype(int)
     keep = [0, n - 1]
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         seg = y[a:b]
         finite = np.isfinite(seg)
         if not finite.all():
@@ -172,8 +174,8 @@ class _Curves:
         """What a title says of the drawing: nothing when every bar is drawn."""
         if self.drawn >= self.bars:
             return ""
-        return (f"<br>(downsampled for display: at most {self.drawn:,} of {self.bars:,} points per curve, the "
-                f"lowest and highest of each of {display_runs(self.points):,} runs of bars)")
+        return (f"<br>(downsampled for display: at most {self.drawn:,} of {self.bars:,} points per curve, "
+                f"the lowest and highest of each of {display_runs(self.points):,} runs of bars)")
 
 
 def figures(point: Path, split: str, initial_cash: float, points: int = DISPLAY_POINTS) -> dict[str, Any]:
