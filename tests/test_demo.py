@@ -98,8 +98,9 @@ def test_the_demo_trains_four_seeds_with_the_experiments_budget_in_all():
     assert mine["agent.total_timesteps"] == "128" and mine["data.lake"] == "L"
 
 
-def test_the_demo_ends_with_the_verdict_over_its_seeds(tmp_path, scaled):
-    """`tradelab demo` as a user runs it, on a tiny budget: it ends with stats.json's verdict line."""
+def test_the_demo_prints_the_verdict_over_its_seeds_once(tmp_path, scaled):
+    """`tradelab demo` as a user runs it, on a tiny budget: training ends with stats.json's verdict line, and
+    the demo adds only how long it took (it printed the verdict a second time)."""
     outputs = tmp_path / "outputs"
     env = {k: v for k, v in os.environ.items() if k != "TRADELAB_LAKE"} | {"TRADELAB_OUTPUTS": str(outputs)}
     tiny = ["data.id=binance_btcusdt_1m_2025-10", "env.episode_length=8", "agent.num_envs=2",
@@ -111,7 +112,11 @@ def test_the_demo_ends_with_the_verdict_over_its_seeds(tmp_path, scaled):
     [run_dir] = sorted((outputs / "multirun").glob("*_demo"))
     stats = json.loads((run_dir / "stats.json").read_text())
     assert stats["points"] == len(demo.SEEDS) and stats["configs"][0]["seeds"] == len(demo.SEEDS)
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last == f"verdict: {stats['verdict']}"
-    assert f"({len(demo.SEEDS)} seeds)" in last and "95 % interval" in last and "trades, exposure" in last
+    lines = proc.stdout.strip().splitlines()
+    [verdict] = [ln for ln in lines if ln.startswith("verdict")]
+    assert verdict == f"verdict: {stats['verdict']}" and proc.stdout.count(stats["verdict"]) == 1
+    assert f"({len(demo.SEEDS)} seeds)" in verdict and "95 % interval" in verdict
+    assert "trades, exposure" in verdict
     assert f"tradelab report {run_dir}" in proc.stdout
+    assert lines[-1].startswith("the demo took ") and lines[-1].endswith(f"tradelab stats {run_dir}")
+    assert lines.index(verdict) >= len(lines) - 3  # the verdict, where its files are, how long it took

@@ -4,10 +4,11 @@
    added to the lake must not stop a demo that never reads it.
 2. Train the demo's PPO agent over SEEDS seeds as one packed sweep (`tradelab train experiment=demo
    sweep.seed=[0,1,2,3]`), each seed with a quarter of experiment=demo's env steps, so the whole demo does
-   the same work as one seed did, then print the test-split summary against the baselines and end with the
-   stats verdict (docs/statistics.md): the first number a newcomer sees has an interval over seeds, the
-   trades and exposure behind it, and the deflated Sharpe probability. With --quick, replay a
-   random-policy episode instead, written to ``<outputs>/<UTC timestamp>_demo-quick/``.
+   the same work as one seed did; training itself prints the test-split summary against the baselines and
+   ends with the stats verdict (docs/statistics.md, training/session.py): the first number a newcomer sees
+   has an interval over seeds, the trades and exposure behind it, and the deflated Sharpe probability.
+   The demo adds how long it took, and prints no verdict of its own (it once printed it twice). With
+   --quick, replay a random-policy episode instead, written to ``<outputs>/<UTC timestamp>_demo-quick/``.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def train_overrides(lake: str | None, run_dir, extra: list[str] = ()) -> list[st
 
 
 def train_seeds(lake: str | None, extra: list[str]) -> int:
-    """Train the packed seeds, then print the verdict line of the sweep's stats.json and where the report
-    command is."""
+    """Train the packed seeds (training prints the summary and the verdict line of the sweep's stats.json,
+    and where stats.json and the report are), then how long the demo took."""
     import time
 
     from tradelab_jax import paths, runs
@@ -72,16 +73,11 @@ def train_seeds(lake: str | None, extra: list[str]) -> int:
     rc = train_main(train_overrides(lake, run_dir, extra))
     if rc != 0:
         return rc
-    stats = run_dir / STATS_FILE
-    if not stats.is_file():
+    if not (run_dir / STATS_FILE).is_file():
         print(f"no {STATS_FILE} was written; run `tradelab stats {run_dir}`", flush=True)
         return rc
-    import json
-
-    verdict = json.loads(stats.read_text())["verdict"]
-    print(f"\nthe demo took {time.monotonic() - t0:.0f} s; the full statistics: tradelab stats {run_dir}; "
-          f"the HTML report: tradelab report {run_dir}", flush=True)
-    print(f"verdict: {verdict}", flush=True)
+    print(f"the demo took {time.monotonic() - t0:.0f} s; the full statistics: tradelab stats {run_dir}",
+          flush=True)
     return rc
 
 
