@@ -120,7 +120,11 @@ class Unit:
 
     @property
     def state(self) -> str:
-        return self.states[0] if len(set(self.states)) == 1 else "mixed"
+        """Its runs' one state; while any is active, that (a packed sweep's points are marked done one by
+        one as each is evaluated, and the sweep is still running until the last)."""
+        if len(set(self.states)) == 1:
+            return self.states[0]
+        return next((s for s in reversed(runs.ACTIVE_STATES) if s in self.states), "mixed")  # furthest on
 
 
 def _parse_utc(text: Any) -> float | None:
@@ -134,9 +138,45 @@ def _parse_utc(text: Any) -> float | None:
         return None
 
 
-def _run_facts(run_dir: Path) -> tuple[str, float, str | None]:
-    """(effective state, when it ended or last changed in epoch s, its run.tag or None)."""
+def _held_locks() -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of everything an OS lock (flock) is held on now, from Linux's ``/proc/locks``
+    (empty where it is missing): which run directories a trainer holds (:func:`runs.run_lock`), found
+    without taking the lock as a probe would (a trainer starting at that instant would be refused)."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return set()
+    held = set()
+    for line in text.splitlines():
+        f = line.split()  # "1: FLOCK  ADVISORY  WRITE 18295 fe:00:2147243 0 EOF" (a waiter's: "1: -> FLOCK")
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5].count(":") == 2:
+            major, minor, ino = f[5].split(":")
+            try:
+                held.add((os.makedev(int(major, 16), int(minor, 16)), int(ino)))
+            except ValueError:
+                continue
+    return held
+
+
+def _locked(path: Path, held: set[tuple[int, int]]) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in held
+
+
+def _run_facts(run_dir: Path, held: set[tuple[int, int]]) -> tuple[str, float, str | None]:
+    """(effective state, when it ended or last changed in epoch s, its run.tag or None); ``held`` is
+    :func:`_held_locks`.
+
+    A queued run whose directory (or packed sweep root) a trainer holds locked is ``running``: the trainer
+    writes its points queued when it starts and running only once its data is loaded and its first program
+    compiled, and in between the training is under way, not waiting for a launcher.
+    """
     state = runs.run_state(run_dir)
+    if state == "queued" and any(_locked(d, held) for d in {run_dir, runs.resume_root(run_dir)}):
+        state = "running"
     try:
         status = runs.read_status(run_dir) or {}
     except (OSError, ValueError):
@@ -175,12 +215,13 @@ def _size(path: Path) -> int:
 def find_units(outputs: Path) -> list[Unit]:
     """Every run or packed sweep under ``outputs``, newest first (run discovery's order)."""
     found = runs.iter_runs(outputs)
+    held = _held_locks()  # read once for every run
     units: dict[Path, Unit] = {}
     for run_dir in found:
         if (runs.read_status(run_dir) or {}).get("kind") == PAPER_KIND:
             continue  # a paper session is an account's history, not a training run: never pruned here
         root = runs.resume_root(run_dir)
-        state, when, tag = _run_facts(run_dir)
+        state, when, tag = _run_facts(run_dir, held)
         unit = units.get(root)
         if unit is None:
             units[root] = Unit(root, [run_dir], [state], when, {tag} if tag else set())

@@ -175,3 +175,36 @@ def test_require_archived_prunes_only_what_s3_holds_as_it_is(outputs, s3, capsys
     )
     assert not done.exists() and failed.is_dir()
     assert "20250103T000000Z_baseline" in remaining(outputs)  # failed but never pushed
+
+
+def test_runs_list_shows_a_starting_or_finishing_training_as_running(tmp_path, capsys):
+    # A trainer writes its points queued when it starts and running once its first program is compiled;
+    # meanwhile it holds the run's (or the packed sweep's) lock: that training is running, not queued.
+    # A packed sweep whose points are marked done one by one is running until the last.
+    from tradelab_jax.cli import main
+
+    out = tmp_path / "outputs"
+    single = make_run(out, "20250101T000000Z_single", "queued", age_days=0)
+    sweep = out / "20250102T000000Z_sweep"
+    for n in range(2):
+        make_run(sweep, str(n), "queued", age_days=0)
+    (sweep / runs.PACKED_FILE).write_text(json.dumps({"points": 2}))
+    make_run(out, "20250103T000000Z_waiting", "queued", age_days=0)  # a launcher's: nothing holds it yet
+
+    def states() -> dict[str, str]:
+        assert main(["runs", "list", "--outputs", str(out)]) == 0
+        rows = [line.split("  ") for line in capsys.readouterr().out.splitlines()]  # id (kind), state, age
+        return {row[0].split()[0]: row[1] for row in rows}
+
+    assert states() == {"20250101T000000Z_single": "queued", "20250102T000000Z_sweep": "queued",
+                        "20250103T000000Z_waiting": "queued"}  # fmt: skip
+    with runs.run_lock(single), runs.run_lock(sweep):
+        assert states() == {"20250101T000000Z_single": "running", "20250102T000000Z_sweep": "running",
+                            "20250103T000000Z_waiting": "queued"}  # fmt: skip
+        rc, stdout, _ = prune(out, "--status", "done")
+        assert rc == 0 and "20250102T000000Z_sweep: running (never pruned)" in stdout
+    runs.write_status(sweep / "0", status="done")
+    runs.write_status(sweep / "1", status="running", pid=os.getpid())
+    assert states()["20250102T000000Z_sweep"] == "running"
+    runs.write_status(sweep / "1", status="failed")
+    assert states()["20250102T000000Z_sweep"] == "mixed"
