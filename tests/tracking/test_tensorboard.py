@@ -37,6 +37,7 @@ def test_the_run_records_what_its_loggers_cost(run_dir):
     wall = runs.read_eval_summary(run_dir)["run"]["wall_s"]
     assert t["loggers"] == ["tensorboard"] and 0.0 < t["logging_s"] < wall
     assert 0.0 < t["logger_busy_s"] < wall  # on the logger's thread: the start-up, every record, closing
+    assert t["logger_cpu_s"] > 0.0
 
 
 def test_a_failing_logger_is_one_warning_and_off(capsys):

@@ -160,7 +160,9 @@ class Guarded:
     The logger is made on its first record, not when the run starts: a run refused before it trains (a
     resume whose checkpoint is unreadable, a compile error) leaves no event file or remote run behind.
     ``waited_s`` is what the host loop paid (handing records over, and the flush at close); ``busy_s`` what
-    the logger itself took on its thread, overlapping training.
+    the logger itself took on its thread, overlapping training, and ``cpu_s`` the CPU time of that (what it
+    can take from training on a machine with few cores; a library's own helper process, e.g. W&B's service,
+    is not in it).
     """
 
     def __init__(self, name: str, make, stream=None, worker: Worker | None = None):
@@ -169,7 +171,7 @@ class Guarded:
         self._own = worker is None  # a worker of its own ends when this logger closes
         self.worker = Worker(name) if worker is None else worker
         self.waited_s = 0.0
-        self.busy_s = 0.0
+        self.busy_s = self.cpu_s = 0.0
         self.started = False  # a record was handed over: the logger is (being) made
         self._last: threading.Event | None = None  # set when everything handed over so far has run
 
@@ -183,7 +185,7 @@ class Guarded:
     def _run(self, fn) -> None:  # on the worker's thread
         if self.name is None:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             if self.inner is None:
                 self.inner = self._make()
@@ -194,18 +196,20 @@ class Guarded:
                 _warn(name, _describe(err), self.stream)
         finally:
             self.busy_s += time.perf_counter() - t0
+            self.cpu_s += time.thread_time() - c0
 
     def prepare(self, fn) -> None:
         """Run ``fn`` (start-up work that creates no run) on the worker now; its errors are left to the
         logger's own start-up, which does the same work again and reports them."""
         def run():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 fn()
             except Exception:  # reported by the logger's own start-up, if it fails too
                 pass
             finally:
                 self.busy_s += time.perf_counter() - t0
+                self.cpu_s += time.thread_time() - c0
 
         self._last = self.worker.submit(run)
 
@@ -356,9 +360,11 @@ def record_cost(plan: Any, loggers: list[list[Guarded]]) -> None:
     """Each point's tracking cost in its ``tracking.json`` (``tradelab bench tracking``): ``logging_s``, the
     seconds the host loop waited on its loggers (handing records over, the flush after training: what the
     run paid); ``logger_busy_s``, the seconds its loggers worked on their threads (start-up, every record,
-    closing; the first point's also the shared ``prepare``), mostly overlapping training."""
+    closing; the first point's also the shared ``prepare``), mostly overlapping training; ``logger_cpu_s``,
+    the CPU time of that work."""
     for point, lgs in zip(plan.points, loggers, strict=True):
         if lgs:
             write_tracking(point.dir, logging_s=round(sum(lg.waited_s for lg in lgs), 4),
                            logger_busy_s=round(sum(lg.busy_s for lg in lgs), 4),
+                           logger_cpu_s=round(sum(lg.cpu_s for lg in lgs), 4),
                            loggers=[lg.name or "disabled" for lg in lgs])
