@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,16 @@ def test_the_vocabulary_is_the_active_and_the_final_states():
         ({"status": "queued", "pid": None}, "queued"),  # waiting for its launcher: not interrupted
         ({"status": "cancelled", "pid": "dead"}, "cancelled"),  # a final state is never derived
         ({}, "unknown"),
+        ({"status": "running", "pid": "dead", "host": "this"}, "interrupted"),
+        # a peer process of a multi-process run on another node: its pid means nothing here
+        ({"status": "running", "pid": "dead", "host": "node-17-of-a-cluster"}, "running"),
     ],
 )
 def test_an_active_run_whose_process_is_gone_is_interrupted(fields, effective, dead_pid):
     pids = {"dead": dead_pid, "self": os.getpid(), None: None}
     status = {**fields, "pid": pids[fields.get("pid")]} if fields else None
+    if fields.get("host") == "this":
+        status["host"] = socket.gethostname()
     assert runs.effective_state(status) == effective
     assert runs.recorded_state(status) == (fields.get("status") or "unknown")
 
@@ -155,7 +161,7 @@ def test_a_queued_run_without_a_pid_is_its_launchers_to_start(tmp_path):
     assert _cli_refusal(d) is None
 
 
-def test_a_packed_sweep_resumes_only_when_every_point_can(tmp_path, dead_pid):
+def test_a_packed_sweep_resumes_its_points_that_are_not_done_when_each_can(tmp_path, dead_pid):
     sweep = tmp_path / runs.MULTIRUN_DIR / "20250101T000000Z_sw"
     _run(sweep, "0", status="cancelled", checkpoint=4)
     _run(sweep, "1", status="running", pid=dead_pid, checkpoint=4)
@@ -165,9 +171,17 @@ def test_a_packed_sweep_resumes_only_when_every_point_can(tmp_path, dead_pid):
     assert (found.path, found.dirs, found.update) == (sweep, (sweep / "0", sweep / "1"), 4)
     target = results.resume_target(tmp_path, "multirun/20250101T000000Z_sw/0")
     assert (target.path, target.points) == (sweep, 2) and _cli_refusal(sweep) is None
+    # a point already done (its peer process finished it) is left alone; the others resume
     runs.write_status(sweep / "1", status="done")
-    assert "point 1 of its packed sweep is done" in _ui_refusal(tmp_path, "multirun/20250101T000000Z_sw/0")
-    assert f"run.resume={str(sweep)!r}: point 1 is done" in _cli_refusal(sweep)
+    assert runs.resumable(sweep).dirs == (sweep / "0",) and _cli_refusal(sweep) is None
+    assert results.resume_target(tmp_path, "multirun/20250101T000000Z_sw/0").points == 1
+    # one point that cannot resume still refuses the whole sweep, in one sentence naming it
+    runs.write_status(sweep / "0", status="failed")
+    (sweep / "0" / runs.CHECKPOINT_DIR).rename(sweep / "0" / "gone")
+    assert "it has no checkpoint" in _ui_refusal(tmp_path, "multirun/20250101T000000Z_sw/0")
+    assert f"run.resume={str(sweep)!r}: point 0 has no checkpoint" in _cli_refusal(sweep)
+    runs.write_status(sweep / "0", status="done")
+    assert "every point of the sweep is done" in _cli_refusal(sweep)
 
 
 def test_an_explicit_run_dir_may_be_a_queued_one_only(tmp_path):

@@ -71,13 +71,45 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     try:
-        return int(module.main(rest) or 0)
+        code = int(module.main(rest) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        _leave_peers(err.exit_code, meet=False)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        _leave_peers(130, meet=False)
         return 130
+    except Exception:
+        if _joined() is not None:  # a crash: its traceback, then out without JAX's exit hook
+            import traceback
+
+            traceback.print_exc()
+            _leave_peers(1, meet=False)
+        raise
+    _leave_peers(code)  # done, or cancelled at a chunk boundary: the peers got as far
+    return code
+
+
+def _leave_peers(code: int, *, meet: bool = True) -> None:
+    """A process of a multi-process run ends here (training.devices.exit_without_peers): after meeting
+    its peers when its command returned, at once when it failed (each peer then fails in one sentence at
+    its next meeting), never through JAX's exit hook, which would abort on a dead peer."""
+    proc = _joined()
+    if proc is None:
+        return
+    if meet:
+        try:
+            proc.barrier("exit")
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            code = err.exit_code
+    sys.modules["tradelab_jax.training.devices"].exit_without_peers(code)
+
+
+def _joined():
+    devices = sys.modules.get("tradelab_jax.training.devices")  # never imported: never joined
+    return devices.joined() if devices is not None else None
 
 
 if __name__ == "__main__":

@@ -182,14 +182,24 @@ def recorded_state(status: dict[str, Any] | None) -> str:
 def effective_state(status: dict[str, Any] | None) -> str:
     """The recorded state, except that an active run whose pid is dead on this machine is ``interrupted``.
 
-    An active run without a pid (queued by a launcher that has not started its trainer yet) stays active.
+    An active run without a pid (queued by a launcher that has not started its trainer yet), or whose pid
+    belongs to another host (a peer process of a multi-process run), stays active.
     The pid is only meaningful on the machine that wrote it, so the archive, which may read a run on a
     shared filesystem from another node, keeps to :func:`recorded_state`.
     """
     state = recorded_state(status)
-    if state in ACTIVE_STATES and status.get("pid") and not pid_alive(status["pid"]):
+    if state in ACTIVE_STATES and status.get("pid") and _this_host(status) and not pid_alive(status["pid"]):
         return INTERRUPTED
     return state
+
+
+def _this_host(status: dict[str, Any]) -> bool:
+    """Whether the pid in ``status`` is this machine's: its ``host`` (written by the trainer since
+    multi-process runs, where peers on other nodes write their own points) is ours, or absent."""
+    import socket
+
+    host = status.get("host")
+    return host is None or host == socket.gethostname()
 
 
 def run_state(run_dir: str | os.PathLike, *, derive: bool = True) -> str:
@@ -499,7 +509,7 @@ class Resumable:
     """What ``run.resume=<path>`` continues."""
 
     path: Path  # the run directory, or the packed sweep's directory
-    dirs: tuple[Path, ...]  # the run directories that train on: the run, or every point of the sweep
+    dirs: tuple[Path, ...]  # the run directories that train on: the run, or the sweep's points not done
     update: int  # the update of the last checkpoint (the smallest over the points), where training continues
 
 
@@ -529,7 +539,9 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
     """Check that the run or packed sweep at ``path`` can be resumed; :class:`NotResumable` if not.
 
     Every run directory it holds must be ``cancelled``, ``failed`` or ``interrupted`` (an active state
-    whose pid is dead, :func:`effective_state`) and have a checkpoint and its config. An active run with a
+    whose pid is dead, :func:`effective_state`) and have a checkpoint and its config; a packed sweep's points
+    that are already ``done`` are left as they are (a multi-process sweep whose peer died: the others'
+    points finished) as long as one point is left to train. An active run with a
     live pid is busy. A ``queued`` run without a pid is held by the launcher that queued it: refused to
     anyone else (``for_trainer`` false: a second Resume), but taken by the trainer it starts
     (``for_trainer``: ``train run.resume=``, which cannot tell the launcher's start from a user's).
@@ -540,7 +552,7 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
     dirs = point_dirs(path) if is_sweep_dir(path) else [path]
     if not dirs:
         raise NotResumable("it is a packed sweep without point directories")
-    updates = []
+    updates, left = [], []
     for d in dirs:
         who = "it" if d == picked else f"point {d.name}" + (" of its packed sweep" if picked != path else "")
         try:
@@ -550,6 +562,8 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
         state = effective_state(status)
         if state == UNKNOWN:
             raise NotResumable(f"{who} has no readable {STATUS_FILE}")
+        if state == "done" and len(dirs) > 1:
+            continue
         if state == "done":
             raise NotResumable(f"{who} is done (trained and evaluated); nothing to resume (to train longer, "
                                "start a new run with a larger agent.total_timesteps)")
@@ -563,4 +577,8 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
         if update is None:
             raise NotResumable(f"{who} has no checkpoint (it stopped before its first chunk ended)")
         updates.append(update)
-    return Resumable(path=path, dirs=tuple(dirs), update=min(updates))
+        left.append(d)
+    if not left:
+        raise NotResumable("every point of the sweep is done (trained and evaluated); nothing to resume (to "
+                           "train longer, start a new run with a larger agent.total_timesteps)")
+    return Resumable(path=path, dirs=tuple(left), update=min(updates))

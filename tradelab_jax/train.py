@@ -75,10 +75,15 @@ def _launch_single(cfg: Any, given: frozenset[str]) -> tuple[list[dict[str, Any]
     ``.hydra/`` launch record, then the run; ``(results, user errors)`` like :func:`_launch`."""
     from omegaconf import OmegaConf
 
+    from tradelab_jax.training.devices import joined
+
+    proc = joined()
+    if proc is not None:  # every process has checked run.dir before process 0 writes into it
+        proc.barrier("configs checked")
     out_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
     out_dir.mkdir(parents=True, exist_ok=True)
     record = OmegaConf.select(cfg, "hydra.output_subdir")
-    if record:  # a resume writes none: the launch's record is kept
+    if record and (proc is None or proc.index == 0):  # a resume writes none: the launch's record is kept
         compose.write_launch_record(out_dir / str(record), cfg)
     try:
         return [run_config(compose.to_plain(cfg), out_dir, given=given)], []
@@ -117,6 +122,19 @@ def _launch(flags: list[str], overrides: list[str]) -> tuple[list[dict[str, Any]
     return results, errors
 
 
+def _join(composed: Any) -> None:
+    """A multi-process run (``run.coordinator``/``num_processes``/``process_id``, or a SLURM step of several
+    tasks) joins its peers before Hydra names the run directory, and every process takes process 0's
+    timestamp: processes started seconds apart train one sweep directory (docs/clusters.md)."""
+    from omegaconf import OmegaConf
+
+    from tradelab_jax.training.devices import ensure_joined
+
+    proc = ensure_joined(OmegaConf.to_container(composed.run, resolve=False))
+    if proc is not None:
+        os.environ[compose.TIMESTAMP_ENV] = proc.agree("timestamp", os.environ[compose.TIMESTAMP_ENV])
+
+
 def main(argv: list[str] | None = None) -> int:
     """``tradelab train [hydra flags] [overrides]`` -> exit code (0 done, 2 user error, 130 cancelled)."""
     # parse
@@ -136,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         single = not multirun and not flags  # Hydra's flags (--cfg, -h, --config-dir...) go through Hydra
         # --help and --cfg train nothing: Hydra's own report, without the value checks (and without JAX).
         composed = None if informational else compose.check_overrides(overrides, multirun=multirun,
-                                                                      hydra_config=single)
+                                                                      hydra_config=single,
+                                                                      composed=_join if single else None)
         _warn_ignored_on_resume(overrides)
         # launch
         given = _given_keys(overrides)

@@ -134,9 +134,38 @@ def test_bench_devices_refuses_what_it_cannot_run_in_one_sentence():
     from tradelab_jax.bench.scaling import measure_devices
     from tradelab_jax.bench.train import QUICK
 
-    with pytest.raises(UserError, match=r"--points 3 cannot be split evenly over \[2\] device"):
-        measure_devices(None, None, QUICK.bench[0], points=3, devices=(1, 2), min_time_s=0, chunk_env_steps=1)
+    # 3 points over 2 devices would split the 8 envs instead; over 5 devices neither divides
+    with pytest.raises(UserError, match=r"--points 3 \(and 8 envs\) cannot be split evenly over \[5\] "):
+        measure_devices(None, None, QUICK.bench[0], points=3, devices=(1, 5), min_time_s=0, chunk_env_steps=1)
     too_many = len(jax.local_devices()) + 1
     with pytest.raises(UserError, match=rf"--devices {too_many} but this process sees"):
         measure_devices(None, None, QUICK.bench[0], points=too_many, devices=(too_many,), min_time_s=0,
                         chunk_env_steps=1)
+
+
+# One point on 4 host devices: its environments are split over them (EnvSplit, XLA's SPMD partitioner);
+# the same math as one device, summed in another order, so close but not promised bit-identical.
+ENV_DRIVER = """
+import json, sys
+from pathlib import Path
+from tradelab_jax.cli import main
+out, args = sys.argv[1], sys.argv[2:]
+for n in (1, 4):
+    assert main(["train", *args, f"run.devices={n}", f"run.dir={out}/d{n}"]) == 0
+"""
+
+
+def test_one_point_on_four_devices_splits_its_environments(tmp_path):
+    args = [*TINY_GYMNAX, "agent.num_envs=4", "run.loggers=[]"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", ENV_DRIVER, str(tmp_path), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    split = {n: json.loads((tmp_path / f"d{n}" / "status.json").read_text())["split"] for n in (1, 4)}
+    assert split == {1: "points over 1 device(s)", 4: "envs over 4 device(s)"}
+    lines = {n: (tmp_path / f"d{n}" / "metrics.jsonl").read_text().splitlines() for n in (1, 4)}
+    metrics = {n: [json.loads(line) for line in lines[n]] for n in (1, 4)}
+    assert len(metrics[1]) == len(metrics[4]) > 1
+    for one, four in zip(metrics[1], metrics[4], strict=True):
+        for key in ("loss", "value_loss", "entropy", "reward_mean"):
+            assert four[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), (key, one, four)

@@ -2,9 +2,11 @@
 
 The program measured is the runner's (:mod:`tradelab_jax.training.devices`): the sweep's points in one
 block per device, every block the same one-device PPO chunk (a vmap over its points), dispatched
-asynchronously to each device. For each device count ``n`` the chunk is compiled once per device, run
-once to warm up, then timed over whole chunks (at least ``min_time_s``). ``steps_per_s`` counts the env
-steps of every point; the scaling efficiency is ``steps_per_s(n) / (n * steps_per_s(1))`` (1.0 = linear).
+asynchronously to each device; with fewer points than devices, every point in one program whose
+environments are split over the devices (``EnvSplit``). For each device count ``n`` the chunk is
+compiled once per device, run once to warm up, then timed over whole chunks (at least
+``min_time_s``). ``steps_per_s`` counts the env steps of every point; the scaling efficiency is
+``steps_per_s(n) / (n * steps_per_s(1))`` (1.0 = linear).
 
 On CPU the devices are XLA host devices (``--xla_force_host_platform_device_count``), which share the
 machine's cores and one intra-op thread pool: ``n`` devices cannot beat the cores there are, so on a
@@ -42,12 +44,13 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
 
     from tradelab_jax.agents.ppo import PPOSpec, init_points, make_train
     from tradelab_jax.bench.train import JAX_HYPER
-    from tradelab_jax.training.devices import PointBlocks
+    from tradelab_jax.training.devices import EnvSplit, PointBlocks
 
-    bad = [n for n in devices if points % n]
+    bad = [n for n in devices if points % n and setup.envs % n]
     if bad:
-        raise UserError(f"--points {points} cannot be split evenly over {bad} device(s); pick --points "
-                        f"divisible by every --devices count")
+        raise UserError(f"--points {points} (and {setup.envs} envs) cannot be split evenly over {bad} "
+                        "device(s); pick --points divisible by every --devices count, or fewer points and "
+                        "an env count that is")
     local = jax.local_devices()
     if max(devices) > len(local):
         raise UserError(f"--devices {max(devices)} but this process sees {len(local)} "
@@ -63,7 +66,10 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
     updates = max(1, round(chunk_env_steps / (points * spec.steps_per_update)))
     rows = []
     for n in devices:
-        blocks = PointBlocks(Mesh(np.array(local[:n]), ("points",)), points)
+        if points % n == 0:
+            blocks, split = PointBlocks(Mesh(np.array(local[:n]), ("points",)), points), "points"
+        else:  # the runner's choice too when the points leave devices idle
+            blocks, split = EnvSplit(Mesh(np.array(local[:n]), ("envs",)), points, spec.num_envs), "envs"
         hyper = blocks.split(jax.tree.map(lambda x: jnp.full((points,), x, jnp.float32), JAX_HYPER))
         keys = blocks.split(jnp.stack([jax.random.PRNGKey(seed + i) for i in range(points)]))
         params = blocks.split(env_params, None)
@@ -87,7 +93,9 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
         if not np.all(np.isfinite(loss)):
             raise AssertionError("non-finite PPO loss in the benchmark run")
         env_steps = chunks * updates * points * spec.steps_per_update
-        rows.append({"devices": n, "points": points, "points_per_device": points // n,
+        rows.append({"devices": n, "points": points, "split": split,
+                     "points_per_device": points // n if split == "points" else points,
+                     "envs_per_device": spec.num_envs if split == "points" else spec.num_envs // n,
                      "env_steps": env_steps, "wall_s": wall, "compile_s": compile_s,
                      "steps_per_s": env_steps / wall, "updates_per_chunk": updates})
     base = rows[0]["steps_per_s"] / rows[0]["devices"]
@@ -99,9 +107,11 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
 def format_rows(result: dict[str, Any]) -> str:
     lines = [f"tradelab bench train --devices: {result['env']}, {result['points']} points, "
              f"{result['setup']}; {result['backend']} ({result['cpu']}, {result['cpu_count']} cores)",
-             f"{'devices':>7} {'pts/dev':>7} {'steps/s':>12} {'efficiency':>10} {'compile s':>9}"]
+             f"{'devices':>7} {'split':>6} {'pts/dev':>7} {'envs/dev':>8} {'steps/s':>12} {'efficiency':>10} "
+             f"{'compile s':>9}"]
     for r in result["rows"]:
-        lines.append(f"{r['devices']:>7} {r['points_per_device']:>7} {r['steps_per_s']:>12,.0f} "
+        lines.append(f"{r['devices']:>7} {r.get('split', 'points'):>6} {r['points_per_device']:>7} "
+                     f"{r.get('envs_per_device', '-'):>8} {r['steps_per_s']:>12,.0f} "
                      f"{r['efficiency']:>10.2f} {r['compile_s']:>9.1f}")
     lines.append("efficiency = steps/s(n) / (n x steps/s(first row)); 1.00 = linear")
     return "\n".join(lines)

@@ -190,12 +190,15 @@ def _sweep_values(override: Any) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
-def check_overrides(overrides: list[str], *, multirun: bool = True, hydra_config: bool = False) -> Any:
+def check_overrides(overrides: list[str], *, multirun: bool = True, hydra_config: bool = False,
+                    composed: Any = None) -> Any:
     """Compose and check the config for every value each override can take (UserError on the first failure).
 
     Runs before Hydra starts a job, so a bad override makes no directory and compiles nothing. Returns the
     first composition (the only one when no override lists several values) as a ``DictConfig``, with its
     ``hydra`` node when ``hydra_config``: a single run is launched from it without composing again.
+    ``composed(cfg)`` is called with the first composition before any check (the checks start JAX, and a
+    multi-process run must join its peers first: train.py).
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -236,6 +239,8 @@ def check_overrides(overrides: list[str], *, multirun: bool = True, hydra_config
                     raise
                 except Exception as err:
                     raise UserError(friendly(err)) from None
+                if first is None and composed is not None:
+                    composed(cfg)
                 check_config(plain)
                 first = cfg if first is None else first
     finally:

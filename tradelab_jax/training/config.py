@@ -113,7 +113,7 @@ class RunConfig:
     print_summary: bool = True
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # docs/tracking.md
     mlflow_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite under <outputs>/mlruns
-    devices: str = "1"  # local devices a packed sweep's points are sharded over: all or a count
+    devices: str = "all"  # local devices a packed sweep's points are sharded over: all or a count
     point_block: int | None = None  # points vmapped together (None: one block per device); docs/clusters.md
     coordinator: str | None = None  # host:port of process 0 of a multi-process run (docs/clusters.md)
     num_processes: int | None = None

@@ -23,6 +23,7 @@ collective is needed and none is inserted.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -32,6 +33,11 @@ from jax.sharding import Mesh
 from tradelab_jax.errors import UserError
 
 AXIS = "points"
+
+
+class PeerError(UserError):
+    """A peer process of a multi-process run did not meet this one in time (died, hangs, unreachable)."""
+
 VALID = "'all' or a whole number of local devices >= 1"
 
 
@@ -118,6 +124,19 @@ class PointBlocks:
         fns = fns if isinstance(fns, list) else [fns] * len(self.devices)
         return [fns[self.owner[j]](*(a[j] for a in args)) for j in range(self.count)]
 
+    def apply(self, fn: Any, args: tuple[Any, ...], axes: tuple[Any, ...]) -> Any:
+        """``fn`` (a jitted vmap over points, ``in_axes=axes``) on every block of ``args``, the blocks on
+        their devices concurrently; the outputs as one host tree with the ``[S]`` axis."""
+        parts = [self.split(a, ax) for a, ax in zip(args, axes, strict=True)]
+        return self.gather(self.run(fn, *parts))
+
+    def resized(self, points: int) -> PointBlocks:
+        """Blocks of the same size over the same devices for ``points`` points (a cross-validation fold's
+        points at evaluation); one block when the size does not divide them."""
+        size = self.size if points % self.size == 0 else points
+        n = mesh_size(points // size, len(self.devices))
+        return PointBlocks(Mesh(np.array(self.devices[:n]), (AXIS,)), points, size)
+
     def compile(self, jitted: Any, *args: list[Any], static: tuple[Any, ...] = ()) -> list[Any]:
         """``jitted`` lowered and compiled once per device (on its first block), the compiles in parallel
         threads (XLA releases the GIL while compiling)."""
@@ -130,6 +149,63 @@ class PointBlocks:
             return [one(0)]
         with ThreadPoolExecutor(len(self.devices)) as pool:
             return list(pool.map(one, range(len(self.devices))))
+
+
+def env_mesh(points: int, value: Any, block: int | None, num_envs: int) -> Mesh | None:
+    """A 1-D ``envs`` mesh when a sweep's blocks would leave requested devices idle (one run on 8 GPUs)
+    and more of them divide ``agent.num_envs``; None when the point blocks use as many devices."""
+    devices = jax.local_devices()
+    requested = requested_devices(value, len(devices))
+    used = mesh_size(points // (block or 1), requested)
+    n = max(d for d in range(1, requested + 1) if num_envs % d == 0)
+    return Mesh(np.array(devices[:n]), ("envs",)) if n > used else None
+
+
+class EnvSplit:
+    """Every point in one program whose environments are split over the devices of an ``envs`` mesh.
+
+    Used when there are fewer point blocks than devices. Each leaf with an environment axis (axis 1,
+    after the points axis) is sharded along it and everything else is replicated; XLA's SPMD partitioner
+    puts in the collectives the PPO update needs (the minibatch shuffle over every environment's samples,
+    the gradient mean). The math is the one-device program's, but its sums add in another order, so the
+    last bits depend on the device count (unlike :class:`PointBlocks`; docs/clusters.md). Same interface as
+    :class:`PointBlocks`, as one block spanning the mesh; evaluation (one env per policy) runs on the first
+    device.
+    """
+
+    def __init__(self, mesh: Mesh, points: int, num_envs: int):
+        self.mesh, self.points, self.num_envs = mesh, points, num_envs
+        self.devices = list(mesh.devices.flat)
+        self.size, self.count, self.owner = points, 1, [0]
+
+    def _sharding(self, x: Any) -> Any:
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        shape = np.shape(x)
+        return NamedSharding(self.mesh, P(None, "envs") if len(shape) >= 2 and shape[1] == self.num_envs
+                             else P())
+
+    def split(self, tree: Any, axes: Any = 0) -> list[Any]:
+        return [jax.tree.map(lambda x: jax.device_put(x, self._sharding(x)), tree)]
+
+    def gather(self, blocks: list[Any]) -> Any:
+        return jax.device_get(blocks[0])
+
+    def run(self, fns: Any, *args: list[Any]) -> list[Any]:
+        """The outputs put back on this split's shardings (a no-op where XLA kept them): the compiled
+        chunk was lowered with them, and an executable refuses inputs sharded any other way."""
+        fn = fns[0] if isinstance(fns, list) else fns
+        return self.split(fn(*(a[0] for a in args)))
+
+    def compile(self, jitted: Any, *args: list[Any], static: tuple[Any, ...] = ()) -> list[Any]:
+        return [jitted.lower(*(a[0] for a in args), *static).compile()]
+
+    def apply(self, fn: Any, args: tuple[Any, ...], axes: tuple[Any, ...]) -> Any:
+        return jax.device_get(fn(*jax.device_put(args, self.devices[0])))
+
+    def resized(self, points: int) -> EnvSplit:
+        return self
 
 
 # -- several processes (jax.distributed) ------------------------------------------------------------------
@@ -191,6 +267,80 @@ def join(settings: dict[str, Any]) -> None:
                         f"({' '.join(str(err).split())[:200]})") from None
 
 
+@dataclass
+class Process:
+    """This process's place in a multi-process run (after :func:`join`)."""
+
+    index: int  # jax.process_index()
+    count: int  # jax.process_count()
+    timeout_s: int  # run.distributed_timeout_s: every wait on a peer fails after this
+    meetings: int = 0  # barriers and agreements so far: every process meets its peers in the same order
+
+    def _key(self, name: str) -> str:
+        # The coordination service keeps a finished barrier's and a set key's name: a Hydra multirun's
+        # second job in this process meets its peers under new names.
+        self.meetings += 1
+        return f"tradelab/{self.meetings}/{name}"
+
+    def points(self, points: int, block: int | None = None) -> range:
+        """The points this process trains: whole blocks of ``block`` points (:func:`share` of the blocks),
+        so every point goes through the same block program as in a one-process run of that block."""
+        if block is None:
+            return share(points, self.count, self.index)
+        blocks = share(points // block, self.count, self.index)
+        return range(blocks.start * block, blocks.stop * block)
+
+    def barrier(self, name: str) -> None:
+        """Wait for every peer at ``name`` (one sentence after ``timeout_s``: :func:`barrier`)."""
+        barrier(name, self.timeout_s, key=self._key(name))
+
+    def agree(self, name: str, value: str) -> str:
+        """Process 0's ``value`` for ``name``, the same string in every process (e.g. the timestamp that
+        names the run directory: two processes started a second apart must write into one)."""
+        from jax._src import distributed
+
+        client = distributed.global_state.client
+        key = self._key(name)
+        if self.index == 0:
+            client.key_value_set(key, value, allow_overwrite=True)
+            return value
+        try:
+            return str(client.blocking_key_value_get(key, self.timeout_s * 1000))
+        except Exception:  # jaxlib's DEADLINE_EXCEEDED: process 0 died or never got there
+            raise PeerError(f"process 0 did not publish {name!r} within {self.timeout_s} s (run."
+                            "distributed_timeout_s): it died, hangs or is unreachable; see its log") from None
+
+
+_JOINED: list[Process] = []  # the one jax.distributed.initialize of this process (it cannot be repeated)
+
+
+def joined() -> Process | None:
+    """This process's place when it joined a multi-process run, else None."""
+    return _JOINED[0] if _JOINED else None
+
+
+def ensure_joined(run: dict[str, Any]) -> Process | None:
+    """Join the multi-process run ``run`` asks for (:func:`distributed_settings`) once per process; the
+    :class:`Process`, or None for a single process. A second call with other settings is refused."""
+    settings = distributed_settings(run)
+    if settings is None:
+        if _JOINED:
+            raise UserError("this process already joined a multi-process run; a single-process run cannot "
+                            "follow it in the same process")
+        return None
+    if not _JOINED:
+        join(settings)
+        _JOINED.append(Process(index=jax.process_index(), count=jax.process_count(),
+                               timeout_s=int(settings["timeout_s"])))
+    proc = _JOINED[0]
+    if settings["num_processes"] is not None and (settings["num_processes"], settings["process_id"]) != (
+            proc.count, proc.index):
+        raise UserError(f"this process already joined as process {proc.index} of {proc.count}; a run asking "
+                        f"for process {settings['process_id']} of {settings['num_processes']} needs a new "
+                        "process")
+    return proc
+
+
 def share(points: int, processes: int, process: int) -> range:
     """The contiguous points process ``process`` of ``processes`` trains (the first ones get one more
     when they do not divide evenly)."""
@@ -199,7 +349,7 @@ def share(points: int, processes: int, process: int) -> range:
     return range(lo, lo + base + (process < extra))
 
 
-def barrier(name: str, timeout_s: int) -> None:
+def barrier(name: str, timeout_s: int, key: str | None = None) -> None:
     """Wait until every process reached ``name``; a peer that died or hangs is one UserError after
     ``timeout_s`` (shorter than the heartbeat timeout, so this message comes before jaxlib's abort)."""
     from jax._src import distributed
@@ -208,9 +358,9 @@ def barrier(name: str, timeout_s: int) -> None:
     if client is None:
         return
     try:
-        client.wait_at_barrier(name, int(timeout_s) * 1000)
+        client.wait_at_barrier(key or name, int(timeout_s) * 1000)
     except Exception:  # jaxlib's DEADLINE_EXCEEDED / UNAVAILABLE, pages of coordination-service text
-        raise UserError(f"a peer process did not reach {name!r} within {timeout_s} s (run."
+        raise PeerError(f"a peer process did not reach {name!r} within {timeout_s} s (run."
                         "distributed_timeout_s): it died, hangs or is unreachable; see its log") from None
 
 

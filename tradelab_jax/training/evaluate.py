@@ -36,18 +36,29 @@ from tradelab_jax.training.runner import networks_for
 MS_PER_YEAR = 365 * 24 * 3600 * 1000
 
 
-def evaluate_points(points: list[dict[str, Any]], params: Any,
-                    swept: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def evaluate_points(points: list[dict[str, Any]], params: Any, swept: tuple[str, ...] = (),
+                    blocks: Any = None) -> list[dict[str, Any]]:
     """Per point: ``{"splits": {split: {policy: metrics}}, "telemetry": DataFrame, "curves": ...}``.
 
-    ``swept``: the env knobs the run plan batches over the points (:meth:`RunPlan.swept`).
+    ``swept``: the env knobs the run plan batches over the points (:meth:`RunPlan.swept`). ``blocks``:
+    the training's :class:`~tradelab_jax.training.devices.PointBlocks`; evaluation runs in the same blocks
+    on the same devices, so its bits, like training's, do not depend on the device or process count at a
+    fixed ``run.point_block`` (None: every point in one program on the default device).
     """
     if is_gymnax(points[0]):
-        return _evaluate_gymnax(points, params)
-    return _evaluate_trading(points, params, swept)
+        return _evaluate_gymnax(points, params, blocks)
+    return _evaluate_trading(points, params, swept, blocks)
 
 
-def _evaluate_gymnax(points, params) -> list[dict[str, Any]]:
+def _vmapped(fn: Any, args: tuple[Any, ...], axes: tuple[Any, ...], blocks: Any) -> Any:
+    """``jit(vmap(fn, in_axes=axes))(*args)`` as host arrays: in ``blocks`` when given, else in one call."""
+    run = jax.jit(jax.vmap(fn, in_axes=axes))
+    if blocks is None:
+        return jax.device_get(run(*args))
+    return blocks.resized(len(jax.tree.leaves(args[0])[0])).apply(run, args, axes)
+
+
+def _evaluate_gymnax(points, params, blocks=None) -> list[dict[str, Any]]:
     from tradelab_jax.agents.ppo.train import make_evaluate_episodes
 
     cfg = points[0]
@@ -58,8 +69,10 @@ def _evaluate_gymnax(points, params) -> list[dict[str, Any]]:
     max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
     evaluate = make_evaluate_episodes(env, networks, max_steps)
     keys = jnp.stack([jax.random.PRNGKey(int(p["seed"]) + 10_000) for p in points])
-    fn = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, axes, None)), static_argnums=3)
-    returns, lengths = jax.device_get(fn(params, keys, batched, episodes))
+    import functools
+
+    returns, lengths = _vmapped(functools.partial(evaluate, num_episodes=episodes), (params, keys, batched),
+                                (0, 0, axes), blocks)
     out = []
     for i in range(len(points)):
         import pandas as pd
@@ -92,24 +105,24 @@ def _make_eval_fn(env, networks, n_steps: int, start: int, num_actions: int):
     return jax.vmap(run_policy, in_axes=(None, None, None, None, 0, 0))
 
 
-def _evaluate_trading(points, params, swept=()) -> list[dict[str, Any]]:
+def _evaluate_trading(points, params, swept=(), blocks=None) -> list[dict[str, Any]]:
     """The points of a cross-validation run are evaluated fold by fold, each on its fold's test window
     (as the ``test`` split, with the baselines); other runs on ``run.eval_splits``."""
     folds = [(p.get("cv") or {}).get("fold") for p in points]
     if all(f is None for f in folds):
         return _evaluate_splits(points, params, swept, list(points[0]["run"].get("eval_splits")
-                                                            or ["val", "test"]))
+                                                            or ["val", "test"]), blocks)
     out: list[dict[str, Any] | None] = [None] * len(points)
     for fold in sorted(set(folds)):
         idx = np.asarray([i for i, f in enumerate(folds) if f == fold])
         sub = jax.tree.map(lambda x, idx=idx: np.asarray(x)[idx], params)
-        for i, result in zip(idx, _evaluate_splits([points[i] for i in idx], sub, swept, ["test"]),
+        for i, result in zip(idx, _evaluate_splits([points[i] for i in idx], sub, swept, ["test"], blocks),
                              strict=True):
             out[int(i)] = result
     return out
 
 
-def _evaluate_splits(points, params, swept, splits) -> list[dict[str, Any]]:
+def _evaluate_splits(points, params, swept, splits, blocks=None) -> list[dict[str, Any]]:
     import pandas as pd
 
     cfg = points[0]
@@ -131,8 +144,8 @@ def _evaluate_splits(points, params, swept, splits) -> list[dict[str, Any]]:
         fn = _make_eval_fn(env, networks, n_steps, start, len(buckets[0]))
         keys = jnp.stack([jax.random.split(jax.random.PRNGKey(int(p["seed"]) + 20_000), len(POLICIES))
                           for p in points])
-        run = jax.jit(jax.vmap(fn, in_axes=(0, axes, 0, 0, None, 0)))
-        tel = jax.device_get(run(params, batched, bh, flat, jnp.arange(len(POLICIES)), keys))
+        tel = _vmapped(fn, (params, batched, bh, flat, jnp.arange(len(POLICIES)), keys),
+                       (0, axes, 0, 0, None, 0), blocks)
         for i, point in enumerate(points):
             table = {"bars": n_steps, "first_bar": ms_to_iso(ts_all[start]),
                      "last_bar": ms_to_iso(ts_all[last_bar]),

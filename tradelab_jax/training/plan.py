@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -128,6 +129,20 @@ class RunPlan:
     keys: tuple[str, ...]  # the sweep axes, in order
     root: Path | None
     resume: bool = False
+    # The whole sweep when this plan is one process's share of it (:meth:`share`); None: the plan is whole.
+    sweep: RunPlan | None = None
+
+    @property
+    def whole(self) -> RunPlan:
+        """The whole run: this plan, or the sweep this process trains a share of."""
+        return self.sweep if self.sweep is not None else self
+
+    def share(self, indices: Sequence[int]) -> RunPlan:
+        """The points ``indices`` of this plan: one process's share of a multi-process run, or the points of
+        a resumed sweep that are not done yet. The same program as the whole sweep's (:meth:`swept` still
+        sees every point, so a knob swept across processes stays traced), its own run directories."""
+        return RunPlan(points=tuple(self.points[i] for i in indices), keys=self.keys, root=self.root,
+                       resume=self.resume, sweep=self.whole)
 
     @property
     def base(self) -> dict[str, Any]:
@@ -170,7 +185,7 @@ class RunPlan:
         out = []
         for key in self.keys:
             g, _, name = key.partition(".")
-            if g == group and len({repr(p.values[key]) for p in self.points}) > 1:
+            if g == group and len({repr(p.values[key]) for p in self.whole.points}) > 1:
                 out.append(name)
         return tuple(out)
 
@@ -184,7 +199,8 @@ class RunPlan:
     def packed_record(self) -> dict[str, Any]:
         """``packed.json``: each point's directory and values, and the axes; a cross-validation run adds
         its folds' windows (``folds``, training.envs.fold_record)."""
-        record = {"points": [{"dir": p.dir.name, **p.values} for p in self.points], "keys": list(self.keys)}
+        record = {"points": [{"dir": p.dir.name, **p.values} for p in self.whole.points],
+                  "keys": list(self.keys)}
         if "fold" in self.keys:
             from tradelab_jax.training.envs import fold_record, folds_of
 
@@ -224,4 +240,8 @@ def plan_resume(path: Path, runtime: dict[str, Any] | None = None) -> RunPlan:
         config["run"].update(runtime or {})
         config["run"]["resume"] = None
         points.append(Point(config, by_dir.get(d.name, {}), d))
-    return RunPlan(points=tuple(points), keys=keys, root=root, resume=True)
+    plan = RunPlan(points=tuple(points), keys=keys, root=root, resume=True)
+    # A sweep's points that are done (their peer process died after they finished) are not trained again;
+    # the rest are a share of the whole sweep (its statistics cover every point once they are done).
+    left = [i for i, d in enumerate(dirs) if runs.run_state(d, derive=False) != "done"]
+    return plan if not left or len(left) == len(dirs) else plan.share(left)

@@ -27,7 +27,7 @@ from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
-from tradelab_jax.training.devices import PointBlocks, block_size, distributed_settings, points_mesh
+from tradelab_jax.training.devices import EnvSplit, PointBlocks, block_size, env_mesh, joined, points_mesh
 from tradelab_jax.training.envs import batch_env_params, make_env
 from tradelab_jax.training.signals import Deferred
 
@@ -107,6 +107,7 @@ class TrainResult:
     state: Any  # [S]-stacked runner state
     update: int
     timings: dict[str, float] = field(default_factory=dict)
+    blocks: PointBlocks | None = None  # how the points were split over devices (evaluation follows it)
 
 
 def _device() -> str:
@@ -134,17 +135,15 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     env_params, env_axes = batch_env_params(plan.configs, env, base_params, swept=plan.swept("env"))
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
-    if distributed_settings(run_cfg) is not None:
-        # training.devices can join, share and meet peers (tests/train/test_distributed.py), but the session
-        # still writes and locks every point's directory in each process (docs/clusters.md).
-        raise UserError("multi-process training (run.coordinator/num_processes/process_id, or a SLURM step "
-                        "with several tasks) is not supported by tradelab train yet; run one process per "
-                        "job, and spread a packed sweep over one host's devices with run.devices")
     block = block_size(S, run_cfg.get("point_block"))
     mesh = points_mesh(S, run_cfg.get("devices", "1"), block)  # runs saved before run.devices: 1
     # The points in blocks spread over the mesh, each block run by the same one-device program
     # (training.devices: why that keeps every point's bits whatever the device count).
     blocks = PointBlocks(mesh, S, block)
+    # Fewer blocks than devices (one run on a pod): the environments are split over them instead.
+    envs = env_mesh(S, run_cfg.get("devices", "1"), block, spec.num_envs)
+    if envs is not None:
+        mesh, blocks = envs, EnvSplit(envs, S, spec.num_envs)
     v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh, blocks.size)
     keys, hyper, env_params = blocks.split(keys), blocks.split(hyper), blocks.split(env_params, env_axes)
 
@@ -158,10 +157,13 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
         prev_wall, prev_compile, prev_train = meta["wall_s"], meta["compile_s"], meta["train_s"]
         for d in dirs:
             runs.truncate_metrics(d, start_update)
-    _mark_running(dirs, spec, start_update, resume=resume)
+    _mark_running(dirs, spec, start_update, resume=resume, blocks=blocks)
 
     where = root if root is not None else dirs[0]
-    print(f"{'resuming' if resume else 'training'} {where}" + (f" ({S} points)" if S > 1 else "")
+    proc = joined()
+    share = (f" (points {dirs[0].name}-{dirs[-1].name} of {len(plan.whole.points)}: process {proc.index} of "
+             f"{proc.count})") if proc is not None else (f" ({S} points)" if S > 1 else "")
+    print(f"{'resuming' if resume else 'training'} {where}{share}"
           + f": {spec.num_updates} updates of {spec.steps_per_update:,} env steps, compiling", file=stream)
     # SIGINT/SIGTERM from here on set a flag (the run stops at the next chunk boundary, with a checkpoint),
     # also while compiling: an exception raised between XLA calls would end the process mid-compile.
@@ -226,15 +228,27 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     if update == start_update:
         host_state = blocks.gather(state)
     result = TrainResult(status=status, params=host_state.params, state=host_state, update=update,
-                         timings=timings)
+                         timings=timings, blocks=blocks)
     return result
 
 
-def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume: bool) -> None:
-    """status.json ``running`` with this process's pid, the device and the starting progress."""
+def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume: bool,
+                  blocks: Any = None) -> None:
+    """status.json ``running`` with this process's pid and host (a pid means something on its host only),
+    the device, how the points were split over devices, and the starting progress."""
+    import socket
+
     now = runs.utc_now()
+    proc = joined()
+    where = {"host": socket.gethostname()}
+    if blocks is not None:
+        kind = "envs" if isinstance(blocks, EnvSplit) else "points"
+        where["split"] = f"{kind} over {len(blocks.devices)} device(s)"
+    if proc is not None:
+        where["process"] = f"{proc.index} of {proc.count}"
     for d in dirs:
         runs.write_status(d, status="running", pid=os.getpid(), ended_at=None, error=None, device=_device(),
+                          **where,
                           update=start_update, num_updates=spec.num_updates,
                           env_steps=start_update * spec.steps_per_update,
                           total_env_steps=spec.num_updates * spec.steps_per_update,
@@ -299,7 +313,7 @@ def _program(spec, env, base_params, env_params, env_axes, S, mesh,
     axes = jax.tree.flatten(env_axes, is_leaf=lambda x: x is None)[0]
     shapes = tuple((tuple(x.shape), str(x.dtype)) for x in map(jnp.asarray, leaves))
     key = (spec, _env_key(env), S, treedef, shapes, tuple(axes), tuple(d.id for d in mesh.devices.flat),
-           block)
+           mesh.axis_names, block)
     if key not in _PROGRAMS:
         init_fn, chunk_fn = make_train(spec, env, base_params)
         v_init = jax.jit(init_points(init_fn, env_axes))

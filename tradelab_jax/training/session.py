@@ -19,16 +19,51 @@ from tradelab_jax.training.signals import Interrupting, Stopped
 
 
 def train_config(plain: dict[str, Any], out_dir: Path, *, should_stop=None) -> dict[str, Any]:
-    """A run (``out_dir`` is its directory) or a packed sweep (``out_dir/<n>/`` per point)."""
-    plan = plan_run(plain, out_dir)
+    """A run (``out_dir`` is its directory) or a packed sweep (``out_dir/<n>/`` per point); in a
+    multi-process run (docs/clusters.md), this process's share of the sweep's points."""
+    plan, proc = _my_share(plan_run(plain, out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     # The one-trainer lock from before the first file is written: two trainers aimed at one run.dir at the
     # same instant cannot both write its config and status.
-    with runs.run_lock(plan.where):
-        return _start(plan, should_stop=should_stop)
+    with _locks(plan, proc):
+        return _start(plan, proc, should_stop=should_stop)
 
 
-def _start(plan: RunPlan, *, should_stop) -> dict[str, Any]:
+def _my_share(plan: RunPlan) -> tuple[RunPlan, Any]:
+    """``(the points this process trains, its Process or None)``: every point in one process; in a
+    multi-process run, whole blocks of ``run.point_block`` points per process (training.devices)."""
+    from tradelab_jax.training.devices import block_size, ensure_joined
+
+    proc = ensure_joined(plan.base["run"])
+    if proc is None:
+        return plan, None
+    if not plan.packed:
+        raise UserError("a multi-process run trains a packed sweep (sweep.* lists or cv folds), one share of "
+                        "its points per process; a single run is one process")
+    block = block_size(len(plan.points), plan.base["run"].get("point_block"))
+    mine = proc.points(len(plan.points), block)
+    if not len(mine):
+        raise UserError(f"process {proc.index} of {proc.count} has no points to train: the sweep has "
+                        f"{len(plan.points)} points in blocks of {block or 1}; use at most as many "
+                        "processes as blocks")
+    return plan.share(mine), proc
+
+
+def _locks(plan: RunPlan, proc: Any):
+    """The one-trainer locks this process holds: the run or sweep directory (process 0), or, for the
+    other processes of a multi-process run, each of its own points' directories."""
+    import contextlib
+
+    if proc is None or proc.index == 0:
+        return runs.run_lock(plan.where)
+    stack = contextlib.ExitStack()
+    for d in plan.dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(runs.run_lock(d))
+    return stack
+
+
+def _start(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
     out_dir = plan.where
     for d in plan.dirs:
         # A second guard where the run is written (the up-front run.dir check does not cover in-process
@@ -36,56 +71,81 @@ def _start(plan: RunPlan, *, should_stop) -> dict[str, Any]:
         if runs.holds_run(d):
             raise UserError(f"run directory {d} already holds a run ({runs.run_state(d, derive=False)}); "
                             "pick another run.tag or use run.resume to continue it")
+    _meet_checked(plan, proc)  # every process has checked its directories before any writes
     for point in plan.points:
         point.dir.mkdir(parents=True, exist_ok=True)
         runs.write_config(point.dir, point.config)
         runs.write_status(point.dir, status="queued", progress=0.0, pid=None, started_at=None,
                           ended_at=None, error=None)
-    if plan.packed:
+    if plan.packed and (proc is None or proc.index == 0):  # the sweep's own files: process 0's
         atomic_write_json(out_dir / runs.PACKED_FILE, plan.packed_record())
-    return _train(plan, should_stop=should_stop)
+    return _train(plan, proc, should_stop=should_stop)
 
 
 def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
-    """Continue a run directory, or every point of a packed sweep directory, from its last checkpoint."""
+    """Continue a run directory, or every point of a packed sweep directory (in a multi-process run, this
+    process's share of them), from its last checkpoint."""
     from tradelab_jax.training.validate import check_resume
 
-    plan = plan_resume(check_resume(path), runtime)  # a run or sweep that is neither done nor running
-    for d in [*plan.dirs, *([plan.root] if plan.root is not None else [])]:
+    plan, proc = _my_share(plan_resume(check_resume(path), runtime))  # neither done nor running
+    _meet_checked(plan, proc)  # every process has checked the sweep before any marks its points running
+    mine = plan.root is not None and (proc is None or proc.index == 0)  # the sweep's files: process 0's
+    for d in [*plan.dirs, *([plan.root] if mine else [])]:
         (d / runs.CANCEL_FILE).unlink(missing_ok=True)
-    return _run(plan, should_stop=should_stop)
+    with _locks(plan, proc):  # one trainer per run directory: a second is refused before it writes
+        return _train(plan, proc, should_stop=should_stop)
 
 
-def _run(plan: RunPlan, *, should_stop) -> dict[str, Any]:
-    with runs.run_lock(plan.where):  # one trainer per run directory: a second is refused before it writes
-        return _train(plan, should_stop=should_stop)
+def _meet_checked(plan: RunPlan, proc: Any) -> None:
+    """A multi-process run's first meeting: every process has checked what it will write, and process 0
+    has made the sweep's tracking records (the MLflow parent run its peers' points nest under)."""
+    if proc is None:
+        return
+    if proc.index == 0:
+        from tradelab_jax import tracking
+
+        tracking.open_sweep(plan)
+    proc.barrier("checked")
 
 
-def _train(plan: RunPlan, *, should_stop) -> dict[str, Any]:
+def _train(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
+    from tradelab_jax.training.devices import PeerError
+
     dirs = plan.dirs
     try:
         with Interrupting():  # SIGTERM/SIGHUP in any phase end like Ctrl-C: cancelled, with the resume hint
-            return _train_and_finish(plan, should_stop)
+            return _train_and_finish(plan, proc, should_stop)
+    except PeerError as err:
+        # A peer lost after this process's points were written (its `finished` meeting): they stay done;
+        # the peer's own points say what became of them, and the sweep has no statistics.
+        if not all(runs.run_state(d, derive=False) == "done" for d in dirs):
+            _mark_ended(dirs, err)
+        raise
     except BaseException as err:
-        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-        if isinstance(err, KeyboardInterrupt):
-            state = "cancelled"
-            message = f"stopped by {err}" if isinstance(err, Stopped) else "interrupted"
-        else:
-            state = "failed"
-        for d in dirs:
-            st = runs.read_status(d) or {}
-            if st.get("status") not in runs.FINAL_STATES or st.get("status") == "done":
-                runs.write_status(d, status=state, ended_at=runs.utc_now(), pid=None,
-                                  error=" ".join(message.split())[:2000])
-                if state == "failed" and not isinstance(err, UserError):
-                    (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+        _mark_ended(dirs, err)
         if isinstance(err, KeyboardInterrupt):
             print(_stop_note(plan), file=sys.stderr)
         raise
 
 
-def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
+def _mark_ended(dirs: list[Path], err: BaseException) -> None:
+    """The points' status after ``err`` ended their training: cancelled (Ctrl-C, a signal) or failed."""
+    message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    if isinstance(err, KeyboardInterrupt):
+        state = "cancelled"
+        message = f"stopped by {err}" if isinstance(err, Stopped) else "interrupted"
+    else:
+        state = "failed"
+    for d in dirs:
+        st = runs.read_status(d) or {}
+        if st.get("status") not in runs.FINAL_STATES or st.get("status") == "done":
+            runs.write_status(d, status=state, ended_at=runs.utc_now(), pid=None,
+                              error=" ".join(message.split())[:2000])
+            if state == "failed" and not isinstance(err, UserError):
+                (d / "error.txt").write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+
+
+def _train_and_finish(plan: RunPlan, proc: Any, should_stop) -> dict[str, Any]:
     from tradelab_jax import tracking
     from tradelab_jax.training.runner import train_points
 
@@ -98,19 +158,41 @@ def _train_and_finish(plan: RunPlan, should_stop) -> dict[str, Any]:
         raise
     if result.status == "cancelled":
         print(_stop_note(plan, update=result.update), file=sys.stderr)
+    summaries, verdict = [], None
     if result.status == "done":
-        summaries, verdict = finish(plan, result)
+        summaries = finish(plan, result)
         tracking.log_finals(plan, loggers, summaries)
     tracking.close_all(loggers)
     tracking.record_cost(plan, loggers)
+    if proc is not None:
+        # The sweep's statistics need every point's evaluation: process 0 computes them once every
+        # process has finished its share (done or cancelled).
+        proc.barrier("finished")
+    if proc is None or proc.index == 0:
+        verdict = sweep_stats(plan)
     if result.status == "done" and plan.base["run"].get("print_summary", True):
-        print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points])
+        print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points],
+                      first=plan.whole.points.index(plan.points[0]), table=proc is None)
+        if proc is not None and proc.index == 0:  # the whole sweep's table, every process's points
+            whole = [runs.read_eval_summary(d) for d in plan.whole.dirs]
+            if all(whole):
+                print("\n".join(_points_table(whole, [point_label(p.values) for p in plan.whole.points])))
         if verdict:
             from tradelab_jax.stats.compute import STATS_FILE
 
             print(f"verdict: {verdict}\n  ({STATS_FILE} in {plan.where}; `tradelab report {plan.where}` "
                   "writes the HTML report)")
     return {"status": result.status, "dirs": [str(d) for d in plan.dirs], "result": result}
+
+
+def sweep_stats(plan: RunPlan) -> str | None:
+    """stats.json beside the run's or sweep's files (issue 13) once every point of the whole run is done;
+    the verdict that ends the printed summary (None where there is none)."""
+    from tradelab_jax.stats.compute import after_training
+
+    if any(runs.run_state(d, derive=False) != "done" for d in plan.whole.dirs):
+        return None
+    return after_training(plan.where, plan.base)
 
 
 def _stop_note(plan: RunPlan, update: int | None = None) -> str:
@@ -131,8 +213,8 @@ def run_info(plan: RunPlan, result: Any, index: int) -> dict[str, Any]:
     cfg = plan.points[index].config
     info: dict[str, Any] = {
         "seed": int(cfg["seed"]),
-        "seeds": sorted(set(plan.seeds())),
-        "points": len(plan.points),
+        "seeds": sorted(set(plan.whole.seeds())),
+        "points": len(plan.whole.points),
         "device": f"{jax.devices()[0].platform}:{getattr(jax.devices()[0], 'device_kind', '')}",
         "jax_version": jax.__version__,
         "python": platform.python_version(),
@@ -163,15 +245,16 @@ def dataset_checksum(manifest: dict[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def finish(plan: RunPlan, result) -> tuple[list[dict[str, Any]], str | None]:
-    """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png, status ``done`` and
-    stats.json; the points' summaries and the stats verdict (None where there is none)."""
+def finish(plan: RunPlan, result) -> list[dict[str, Any]]:
+    """Evaluate, then write eval_summary.json, telemetry.parquet, equity.png and status ``done`` of the
+    plan's points; their summaries (the sweep's stats.json follows: :func:`sweep_stats`)."""
     from tradelab_jax.training import evaluate
 
     summaries = []
     if plan.eval.enabled:
         print(_evaluation_note(plan), file=sys.stderr)  # seconds on a CPU after the bar reached 100%
-        evals = evaluate.evaluate_points(plan.configs, result.params, swept=plan.swept("env"))
+        evals = evaluate.evaluate_points(plan.configs, result.params, swept=plan.swept("env"),
+                                         blocks=result.blocks)
     else:
         evals = [{"splits": {}} for _ in plan.points]
     for i, point in enumerate(plan.points):
@@ -185,10 +268,7 @@ def finish(plan: RunPlan, result) -> tuple[list[dict[str, Any]], str | None]:
             evaluate.plot_equity(d / runs.EQUITY_FILE, evals[i]["curves"], title=_title(point.config))
         runs.write_status(d, status="done", progress=1.0, ended_at=runs.utc_now(), pid=None)
         summaries.append(summary)
-    from tradelab_jax.stats.compute import after_training
-
-    # stats.json beside the run's or sweep's files (issue 13); the verdict ends the printed summary
-    return summaries, after_training(plan.where, plan.base)
+    return summaries
 
 
 def _evaluation_note(plan: RunPlan) -> str:
@@ -209,13 +289,16 @@ def point_label(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
 
-def print_summary(summaries, stream=None, dirs=None, labels: list[str] | None = None) -> None:
+def print_summary(summaries, stream=None, dirs=None, labels: list[str] | None = None, *, first: int = 0,
+                  table: bool = True) -> None:
     """The test split (or the last evaluated split) of each point: agent vs the baselines; a sweep's points
-    are headed by their values on the axes and followed by one table of every point."""
+    are headed by their index (``first`` + i: one process's share starts later) and values on the axes and
+    followed by one table of every point (``table``)."""
     stream = stream or sys.stdout
     labels = labels or [""] * len(summaries)
     for i, s in enumerate(summaries):
-        head = f"[{i}] " + (f"{labels[i]} " if labels[i] else "") if len(summaries) > 1 else ""
+        head = f"[{first + i}] " + (f"{labels[i]} " if labels[i] else "") if len(summaries) > 1 or first \
+            else ""
         if dirs is not None:
             print(f"{head}run directory: {dirs[i]}", file=stream)
         if "mean_episode_return" in s:
@@ -228,7 +311,7 @@ def print_summary(summaries, stream=None, dirs=None, labels: list[str] | None = 
         name = "test" if "test" in splits else list(splits)[-1]
         lines = _split_table(name, splits[name], s.get("policies") or {})
         print(head + "\n".join(lines), file=stream)
-    if len(summaries) > 1:
+    if len(summaries) > 1 and table:
         print("\n".join(_points_table(summaries, labels)), file=stream)
 
 
