@@ -193,13 +193,18 @@ def effective_state(status: dict[str, Any] | None) -> str:
     return state
 
 
+def host() -> str:
+    """This machine's name, written beside a trainer's ``pid`` in status.json (a pid means something on its
+    host only)."""
+    import socket
+
+    return socket.gethostname()
+
+
 def _this_host(status: dict[str, Any]) -> bool:
     """Whether the pid in ``status`` is this machine's: its ``host`` (written by the trainer since
     multi-process runs, where peers on other nodes write their own points) is ours, or absent."""
-    import socket
-
-    host = status.get("host")
-    return host is None or host == socket.gethostname()
+    return status.get("host") in (None, host())
 
 
 def run_state(run_dir: str | os.PathLike, *, derive: bool = True) -> str:

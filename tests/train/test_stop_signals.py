@@ -31,6 +31,7 @@ TINY_TRADING = [
 # phase -> (module, function the phase runs, seconds the wrapper waits at most for the test's signal: it goes
 # on once the signal was sent, where the signal is deferred to the next chunk boundary, or is interrupted)
 PHASES = {
+    "starting": ("tradelab_jax.training.runner", "train_points", 600),  # the run written queued, no bar yet
     "compiling": ("tradelab_jax.training.runner", "_compile_chunks", 600),
     "training": ("tradelab_jax.training.runner", "_record_chunk", 600),
     "evaluating": ("tradelab_jax.training.evaluate", "evaluate_points", 600),
@@ -106,3 +107,15 @@ def test_a_run_stopped_while_evaluating_resumes_to_done(tmp_path, wait_for, scal
     assert resumed.returncode == 0, resumed.stderr
     assert runs.read_status(run_dir)["status"] == "done"
     assert json.loads((run_dir / runs.EVAL_FILE).read_text())["run"]["env_steps"] > 0
+
+
+def test_a_trainer_killed_while_starting_leaves_its_run_interrupted_not_queued(tmp_path, wait_for, scaled):
+    """SIGKILL (no handler runs) after the trainer wrote its run ``queued`` and before it marked it running
+    (it loads the data and compiles meanwhile): the status names the dead pid, so the run reads
+    interrupted, not queued for ever."""
+    done, run_dir = _stop_in("starting", signal.SIGKILL, tmp_path, TINY_GYMNAX, wait_for, scaled)
+    assert done.returncode == -signal.SIGKILL
+    status = runs.read_status(run_dir)
+    assert status["status"] == "queued" and isinstance(status["pid"], int) and not runs.pid_alive(status["pid"])
+    assert status["host"] == runs.host()
+    assert runs.run_state(run_dir) == "interrupted"

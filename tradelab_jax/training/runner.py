@@ -236,11 +236,9 @@ def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume:
                   blocks: Any = None) -> None:
     """status.json ``running`` with this process's pid and host (a pid means something on its host only),
     the device, how the points were split over devices, and the starting progress."""
-    import socket
-
     now = runs.utc_now()
     proc = joined()
-    where = {"host": socket.gethostname()}
+    where = {"host": runs.host()}
     if blocks is not None:
         kind = "envs" if isinstance(blocks, EnvSplit) else "points"
         where["split"] = f"{kind} over {len(blocks.devices)} device(s)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import traceback
@@ -75,8 +76,10 @@ def _start(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
     for point in plan.points:
         point.dir.mkdir(parents=True, exist_ok=True)
         runs.write_config(point.dir, point.config)
-        runs.write_status(point.dir, status="queued", progress=0.0, pid=None, started_at=None,
-                          ended_at=None, error=None)
+        # With this process's pid from the start: a trainer killed while it loads data and compiles (many
+        # seconds) leaves its points interrupted, not queued for ever.
+        runs.write_status(point.dir, status="queued", progress=0.0, pid=os.getpid(), host=runs.host(),
+                          started_at=None, ended_at=None, error=None)
     if plan.packed and (proc is None or proc.index == 0):  # the sweep's own files: process 0's
         atomic_write_json(out_dir / runs.PACKED_FILE, plan.packed_record())
     return _train(plan, proc, should_stop=should_stop)
