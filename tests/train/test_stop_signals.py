@@ -116,6 +116,6 @@ def test_a_trainer_killed_while_starting_leaves_its_run_interrupted_not_queued(t
     done, run_dir = _stop_in("starting", signal.SIGKILL, tmp_path, TINY_GYMNAX, wait_for, scaled)
     assert done.returncode == -signal.SIGKILL
     status = runs.read_status(run_dir)
-    assert status["status"] == "queued" and isinstance(status["pid"], int) and not runs.pid_alive(status["pid"])
-    assert status["host"] == runs.host()
+    assert status["status"] == "queued" and isinstance(status["pid"], int)
+    assert not runs.pid_alive(status["pid"]) and status["host"] == runs.host()
     assert runs.run_state(run_dir) == "interrupted"
