@@ -169,3 +169,18 @@ def test_one_point_on_four_devices_splits_its_environments(tmp_path):
     for one, four in zip(metrics[1], metrics[4], strict=True):
         for key in ("loss", "value_loss", "entropy", "reward_mean"):
             assert four[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), (key, one, four)
+
+
+def test_the_mesh_takes_the_platform_of_a_default_device_in_effect():
+    """``tradelab parity`` re-runs a GPU run inside ``jax.default_device(cpu)``: the mesh must be made of
+    that platform's devices, not the default backend's (on a GPU machine, the GPUs). On a CPU-only machine
+    both are the CPU; the GPU check script runs the parity re-run for real."""
+    import jax
+
+    from tradelab_jax.training.devices import local_devices, points_mesh
+
+    assert local_devices() == jax.local_devices()
+    for default in (jax.devices("cpu")[0], "cpu"):
+        with jax.default_device(default):
+            assert local_devices() == jax.local_devices(backend="cpu")
+            assert {d.platform for d in points_mesh(2).devices.flat} == {"cpu"}

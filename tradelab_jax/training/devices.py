@@ -57,6 +57,16 @@ def requested_devices(value: Any, available: int) -> int:
     return n
 
 
+def local_devices() -> list[Any]:
+    """This process's devices of the platform training runs on: the default backend's, or the platform of
+    a ``jax.default_device(...)`` in effect (``tradelab parity`` re-runs a GPU run on the CPU inside
+    one; without this its points would be put on the GPUs again)."""
+    default = jax.config.jax_default_device
+    if default is None:
+        return jax.local_devices()
+    return jax.local_devices(backend=default if isinstance(default, str) else default.platform)
+
+
 def mesh_size(blocks: int, requested: int) -> int:
     """The largest device count ``<= requested`` that divides ``blocks``."""
     return max(d for d in range(1, max(1, min(blocks, requested)) + 1) if blocks % d == 0)
@@ -74,7 +84,7 @@ def block_size(points: int, value: Any) -> int | None:
 
 def points_mesh(points: int, value: Any = "all", block: int | None = None) -> Mesh:
     """The 1-D ``points`` mesh for ``points`` points in blocks of ``block`` under ``run.devices=value``."""
-    devices = jax.local_devices()
+    devices = local_devices()
     n = mesh_size(points // (block or 1), requested_devices(value, len(devices)))
     return Mesh(np.array(devices[:n]), (AXIS,))
 
@@ -154,7 +164,7 @@ class PointBlocks:
 def env_mesh(points: int, value: Any, block: int | None, num_envs: int) -> Mesh | None:
     """A 1-D ``envs`` mesh when a sweep's blocks would leave requested devices idle (one run on 8 GPUs)
     and more of them divide ``agent.num_envs``; None when the point blocks use as many devices."""
-    devices = jax.local_devices()
+    devices = local_devices()
     requested = requested_devices(value, len(devices))
     used = mesh_size(points // (block or 1), requested)
     n = max(d for d in range(1, requested + 1) if num_envs % d == 0)
