@@ -254,8 +254,10 @@ def test_a_sweep_point_resumes_with_its_sweep_and_a_plain_multirun_point_alone(o
     target = results.resume_target(outputs, "multirun/20251126T140000Z_sw/1")
     assert (target.dir_id, target.path, target.points) == ("multirun/20251126T140000Z_sw", packed, 2)
     assert (target.tag, target.update) == ("sw", 3)
-    runs.write_status(packed / "0", status="done")  # every point must be resumable
-    with pytest.raises(UserError, match="cannot be resumed: point 0 of its packed sweep is done"):
+    runs.write_status(packed / "0", status="done")  # a done point is left alone: the other resumes
+    assert results.resume_target(outputs, "multirun/20251126T140000Z_sw/1").points == 1
+    runs.write_status(packed / "1", status="done")
+    with pytest.raises(UserError, match="cannot be resumed: every point of the sweep is done"):
         results.resume_target(outputs, "multirun/20251126T140000Z_sw/1")
     hydra = outputs / "multirun" / "20251126T150000Z_m"  # a Hydra multirun: one process per point
     make_run(hydra, "2", status="failed", tag="m", checkpoint=1)

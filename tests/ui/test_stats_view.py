@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.stats.conftest import tiny_sweep  # noqa: F401 - a fixture
-from tradelab_jax import fmt, runs
+from tradelab_jax import fmt, report, runs
 from tradelab_jax.errors import UserError
 from tradelab_jax.ui import results
 from tradelab_jax.ui.tabs.runs import open_run
@@ -59,10 +59,15 @@ def test_the_run_figures_equal_the_points_telemetry(trained):
     figs = results.run_figures(d, "test")
     tel = pd.read_parquet(d / runs.TELEMETRY_FILE)
     agent = tel[(tel["split"] == "test") & (tel["policy"] == "agent")].sort_values("t")
+    # drawn downsampled for display (report.display_index: each run of bars' lowest and highest), every
+    # drawn point a bar of the telemetry
+    equity, close_ = agent["equity"].astype(float).to_numpy(), agent["close"].astype(float).to_numpy()
     (eq,) = [t for t in figs["equity"].data if t.name == "agent"]
-    assert list(eq.y) == pytest.approx(list(agent["equity"].astype(float)))
+    assert len(eq.y) < len(equity)
+    assert list(eq.y) == pytest.approx(list(equity[report.display_index(equity)]))
+    assert min(eq.y) == pytest.approx(equity.min()) and max(eq.y) == pytest.approx(equity.max())
     (close,) = [t for t in figs["price"].data if t.name == "close"]
-    assert list(close.y) == pytest.approx(list(agent["close"].astype(float)))
+    assert list(close.y) == pytest.approx(list(close_[report.display_index(close_)]))
     trades = results.trades_table(d, "test", limit=1_000_000)
     marked = sum(len(t.x) for t in figs["price"].data if t.name.endswith(" entry"))
     assert marked == len(trades)
