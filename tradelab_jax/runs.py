@@ -539,6 +539,14 @@ def _checkpoint_update(run_dir: Path) -> int | None:
     return int(found[1].get("update") or 0)
 
 
+def left_to_train(dirs: list[Path]) -> list[Path]:
+    """The points of a packed sweep a resume trains: those not ``done``. A done point (its process finished
+    it while a peer of a multi-process run died) is left as it is; a single run is its one directory."""
+    if len(dirs) <= 1:
+        return list(dirs)
+    return [d for d in dirs if run_state(d, derive=False) != "done"]
+
+
 def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = None,
               for_trainer: bool = False) -> Resumable:
     """Check that the run or packed sweep at ``path`` can be resumed; :class:`NotResumable` if not.
@@ -557,8 +565,12 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
     dirs = point_dirs(path) if is_sweep_dir(path) else [path]
     if not dirs:
         raise NotResumable("it is a packed sweep without point directories")
-    updates, left = [], []
-    for d in dirs:
+    left = left_to_train(dirs)
+    if not left:
+        raise NotResumable("every point of the sweep is done (trained and evaluated); nothing to resume (to "
+                           "train longer, start a new run with a larger agent.total_timesteps)")
+    updates = []
+    for d in left:
         who = "it" if d == picked else f"point {d.name}" + (" of its packed sweep" if picked != path else "")
         try:
             status = read_status(d)
@@ -567,8 +579,6 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
         state = effective_state(status)
         if state == UNKNOWN:
             raise NotResumable(f"{who} has no readable {STATUS_FILE}")
-        if state == "done" and len(dirs) > 1:
-            continue
         if state == "done":
             raise NotResumable(f"{who} is done (trained and evaluated); nothing to resume (to train longer, "
                                "start a new run with a larger agent.total_timesteps)")
@@ -582,8 +592,4 @@ def resumable(path: str | os.PathLike, *, picked: str | os.PathLike | None = Non
         if update is None:
             raise NotResumable(f"{who} has no checkpoint (it stopped before its first chunk ended)")
         updates.append(update)
-        left.append(d)
-    if not left:
-        raise NotResumable("every point of the sweep is done (trained and evaluated); nothing to resume (to "
-                           "train longer, start a new run with a larger agent.total_timesteps)")
     return Resumable(path=path, dirs=tuple(left), update=min(updates))

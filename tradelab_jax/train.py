@@ -75,7 +75,7 @@ def _launch_single(cfg: Any, given: frozenset[str]) -> tuple[list[dict[str, Any]
     ``.hydra/`` launch record, then the run; ``(results, user errors)`` like :func:`_launch`."""
     from omegaconf import OmegaConf
 
-    from tradelab_jax.training.devices import joined
+    from tradelab_jax.training.devices import joined, leads
 
     proc = joined()
     if proc is not None:  # every process has checked run.dir before process 0 writes into it
@@ -83,7 +83,7 @@ def _launch_single(cfg: Any, given: frozenset[str]) -> tuple[list[dict[str, Any]
     out_dir = Path(OmegaConf.select(cfg, "hydra.run.dir"))
     out_dir.mkdir(parents=True, exist_ok=True)
     record = OmegaConf.select(cfg, "hydra.output_subdir")
-    if record and (proc is None or proc.index == 0):  # a resume writes none: the launch's record is kept
+    if record and leads(proc):  # a resume writes none: the launch's record is kept
         compose.write_launch_record(out_dir / str(record), cfg)
     try:
         return [run_config(compose.to_plain(cfg), out_dir, given=given)], []

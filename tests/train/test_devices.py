@@ -75,8 +75,8 @@ with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3")
     plain = tl_compose.to_plain(compose("config", overrides=[*args, "run.devices=4", f"run.dir={out}/cut"]))
 cut = Path(out) / "cut"
 from tradelab_jax.training import runner
-sizes, points_mesh = [], runner.points_mesh
-runner.points_mesh = lambda *a, **k: (m := points_mesh(*a, **k), sizes.append(m.size))[0]
+sizes, split_points = [], runner.split_points
+runner.split_points = lambda *a, **k: (b := split_points(*a, **k), sizes.append(len(b.devices)))[0]
 assert session.train_config(plain, cut, should_stop=lambda update: update >= 4)["status"] == "cancelled"
 # Through the session: the CLI's resume keeps the saved run.devices (train.py's RESUME_RUNTIME_KEYS).
 resumed = session.resume_dir(cut, runtime={"devices": "1", "progress": False})
@@ -178,10 +178,10 @@ def test_the_mesh_takes_the_platform_of_a_default_device_in_effect():
     both are the CPU; the GPU check script runs the parity re-run for real."""
     import jax
 
-    from tradelab_jax.training.devices import local_devices, points_mesh
+    from tradelab_jax.training.devices import local_devices, split_points
 
     assert local_devices() == jax.local_devices()
     for default in (jax.devices("cpu")[0], "cpu"):
         with jax.default_device(default):
             assert local_devices() == jax.local_devices(backend="cpu")
-            assert {d.platform for d in points_mesh(2).devices.flat} == {"cpu"}
+            assert {d.platform for d in split_points(2, "all", None, 2).devices} == {"cpu"}

@@ -40,11 +40,10 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
     """One row per device count in ``devices``: env steps/s of ``points`` points trained in blocks."""
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh
 
     from tradelab_jax.agents.ppo import PPOSpec, init_points, make_train
     from tradelab_jax.bench.train import JAX_HYPER
-    from tradelab_jax.training.devices import EnvSplit, PointBlocks
+    from tradelab_jax.training.devices import split_points
 
     bad = [n for n in devices if points % n and setup.envs % n]
     if bad:
@@ -66,10 +65,9 @@ def measure_devices(env: Any, env_params: Any, setup: Any, *, points: int, devic
     updates = max(1, round(chunk_env_steps / (points * spec.steps_per_update)))
     rows = []
     for n in devices:
-        if points % n == 0:
-            blocks, split = PointBlocks(Mesh(np.array(local[:n]), ("points",)), points), "points"
-        else:  # the runner's choice too when the points leave devices idle
-            blocks, split = EnvSplit(Mesh(np.array(local[:n]), ("envs",)), points, spec.num_envs), "envs"
+        # the runner's split: n devices for sure, as the points or the envs divide by n (checked above)
+        blocks = split_points(points, n, None, spec.num_envs)
+        split = blocks.mesh.axis_names[0]
         hyper = blocks.split(jax.tree.map(lambda x: jnp.full((points,), x, jnp.float32), JAX_HYPER))
         keys = blocks.split(jnp.stack([jax.random.PRNGKey(seed + i) for i in range(points)]))
         params = blocks.split(env_params, None)

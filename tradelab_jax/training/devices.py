@@ -28,7 +28,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tradelab_jax.errors import UserError
 
@@ -82,13 +83,6 @@ def block_size(points: int, value: Any) -> int | None:
     return value
 
 
-def points_mesh(points: int, value: Any = "all", block: int | None = None) -> Mesh:
-    """The 1-D ``points`` mesh for ``points`` points in blocks of ``block`` under ``run.devices=value``."""
-    devices = local_devices()
-    n = mesh_size(points // (block or 1), requested_devices(value, len(devices)))
-    return Mesh(np.array(devices[:n]), (AXIS,))
-
-
 def _take(axis: Any, x: Any, lo: int, hi: int) -> Any:
     if axis is None:
         return x
@@ -104,6 +98,7 @@ class PointBlocks:
     """
 
     def __init__(self, mesh: Mesh, points: int, block: int | None = None):
+        self.mesh = mesh
         self.devices = list(mesh.devices.flat)
         self.points = points
         self.size = block or points // len(self.devices)
@@ -161,14 +156,18 @@ class PointBlocks:
             return list(pool.map(one, range(len(self.devices))))
 
 
-def env_mesh(points: int, value: Any, block: int | None, num_envs: int) -> Mesh | None:
-    """A 1-D ``envs`` mesh when a sweep's blocks would leave requested devices idle (one run on 8 GPUs)
-    and more of them divide ``agent.num_envs``; None when the point blocks use as many devices."""
+def split_points(points: int, value: Any, block: int | None, num_envs: int) -> PointBlocks | EnvSplit:
+    """How ``points`` points run on the devices ``run.devices=value`` asks for: in blocks of ``block``
+    points over a ``points`` mesh (:class:`PointBlocks`), or, when the blocks would leave devices idle (one
+    run on 8 GPUs) and more of them divide ``agent.num_envs``, with the environments split over an
+    ``envs`` mesh (:class:`EnvSplit`). The split's ``mesh`` names its axis (status.json's ``split``)."""
     devices = local_devices()
     requested = requested_devices(value, len(devices))
     used = mesh_size(points // (block or 1), requested)
     n = max(d for d in range(1, requested + 1) if num_envs % d == 0)
-    return Mesh(np.array(devices[:n]), ("envs",)) if n > used else None
+    if n > used:
+        return EnvSplit(Mesh(np.array(devices[:n]), ("envs",)), points, num_envs)
+    return PointBlocks(Mesh(np.array(devices[:used]), (AXIS,)), points, block)
 
 
 class EnvSplit:
@@ -188,10 +187,7 @@ class EnvSplit:
         self.devices = list(mesh.devices.flat)
         self.size, self.count, self.owner = points, 1, [0]
 
-    def _sharding(self, x: Any) -> Any:
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
+    def _sharding(self, x: Any) -> NamedSharding:
         shape = np.shape(x)
         return NamedSharding(self.mesh, P(None, "envs") if len(shape) >= 2 and shape[1] == self.num_envs
                              else P())
@@ -319,6 +315,12 @@ class Process:
         except Exception:  # jaxlib's DEADLINE_EXCEEDED: process 0 died or never got there
             raise PeerError(f"process 0 did not publish {name!r} within {self.timeout_s} s (run."
                             "distributed_timeout_s): it died, hangs or is unreachable; see its log") from None
+
+
+def leads(proc: Process | None) -> bool:
+    """Whether this process writes a sweep's own files (packed.json, .hydra/, stats.json): a single
+    process, or process 0 of a multi-process run."""
+    return proc is None or proc.index == 0
 
 
 _JOINED: list[Process] = []  # the one jax.distributed.initialize of this process (it cannot be repeated)

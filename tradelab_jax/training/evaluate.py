@@ -18,6 +18,7 @@ gymnax envs: the mean return of the greedy policy over ``run.eval_episodes`` (>=
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,6 @@ def _evaluate_gymnax(points, params, blocks=None) -> list[dict[str, Any]]:
     max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
     evaluate = make_evaluate_episodes(env, networks, max_steps)
     keys = jnp.stack([jax.random.PRNGKey(int(p["seed"]) + 10_000) for p in points])
-    import functools
-
     returns, lengths = _vmapped(functools.partial(evaluate, num_episodes=episodes), (params, keys, batched),
                                 (0, 0, axes), blocks)
     out = []

@@ -241,7 +241,8 @@ def plan_resume(path: Path, runtime: dict[str, Any] | None = None) -> RunPlan:
         config["run"]["resume"] = None
         points.append(Point(config, by_dir.get(d.name, {}), d))
     plan = RunPlan(points=tuple(points), keys=keys, root=root, resume=True)
-    # A sweep's points that are done (their peer process died after they finished) are not trained again;
-    # the rest are a share of the whole sweep (its statistics cover every point once they are done).
-    left = [i for i, d in enumerate(dirs) if runs.run_state(d, derive=False) != "done"]
-    return plan if not left or len(left) == len(dirs) else plan.share(left)
+    # The points a resume trains (runs.left_to_train) are a share of the whole sweep (its statistics cover
+    # every point once they are done).
+    left = set(runs.left_to_train(dirs))
+    return plan if not left or len(left) == len(dirs) else plan.share(
+        [i for i, d in enumerate(dirs) if d in left])

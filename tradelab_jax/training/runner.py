@@ -27,7 +27,7 @@ from tradelab_jax import runs
 from tradelab_jax.agents.ppo import PPOHyper, PPOSpec, init_points, make_ppo_networks, make_train
 from tradelab_jax.errors import UserError
 from tradelab_jax.knobs import AGENT_KNOBS, num_updates
-from tradelab_jax.training.devices import EnvSplit, PointBlocks, block_size, env_mesh, joined, points_mesh
+from tradelab_jax.training.devices import PointBlocks, block_size, joined, split_points
 from tradelab_jax.training.envs import batch_env_params, make_env
 from tradelab_jax.training.signals import Deferred
 
@@ -107,7 +107,7 @@ class TrainResult:
     state: Any  # [S]-stacked runner state
     update: int
     timings: dict[str, float] = field(default_factory=dict)
-    blocks: PointBlocks | None = None  # how the points were split over devices (evaluation follows it)
+    blocks: Any = None  # PointBlocks or EnvSplit: how the points ran on the devices (evaluation follows it)
 
 
 def _device() -> str:
@@ -136,15 +136,12 @@ def train_points(plan: Any, *, should_stop: Callable[[int], bool] | None = None,
     hyper = ppo_hyper(plan.hyper_values())
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in plan.seeds()])
     block = block_size(S, run_cfg.get("point_block"))
-    mesh = points_mesh(S, run_cfg.get("devices", "1"), block)  # runs saved before run.devices: 1
-    # The points in blocks spread over the mesh, each block run by the same one-device program
-    # (training.devices: why that keeps every point's bits whatever the device count).
-    blocks = PointBlocks(mesh, S, block)
-    # Fewer blocks than devices (one run on a pod): the environments are split over them instead.
-    envs = env_mesh(S, run_cfg.get("devices", "1"), block, spec.num_envs)
-    if envs is not None:
-        mesh, blocks = envs, EnvSplit(envs, S, spec.num_envs)
-    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, mesh, blocks.size)
+    # The points in blocks spread over a mesh, each block run by the same one-device program
+    # (training.devices: why that keeps every point's bits whatever the device count), or, with fewer
+    # blocks than devices, the environments split over them. Runs saved before run.devices: 1.
+    blocks = split_points(S, run_cfg.get("devices", "1"), block, spec.num_envs)
+    v_init, v_chunk, compiled = _program(spec, env, base_params, env_params, env_axes, S, blocks.mesh,
+                                         blocks.size)
     keys, hyper, env_params = blocks.split(keys), blocks.split(hyper), blocks.split(env_params, env_axes)
 
     t_start = time.perf_counter()
@@ -240,8 +237,7 @@ def _mark_running(dirs: list[Path], spec: PPOSpec, start_update: int, *, resume:
     proc = joined()
     where = {"host": runs.host()}
     if blocks is not None:
-        kind = "envs" if isinstance(blocks, EnvSplit) else "points"
-        where["split"] = f"{kind} over {len(blocks.devices)} device(s)"
+        where["split"] = f"{blocks.mesh.axis_names[0]} over {len(blocks.devices)} device(s)"
     if proc is not None:
         where["process"] = f"{proc.index} of {proc.count}"
     for d in dirs:

@@ -55,7 +55,9 @@ def _locks(plan: RunPlan, proc: Any):
     other processes of a multi-process run, each of its own points' directories."""
     import contextlib
 
-    if proc is None or proc.index == 0:
+    from tradelab_jax.training.devices import leads
+
+    if leads(proc):
         return runs.run_lock(plan.where)
     stack = contextlib.ExitStack()
     for d in plan.dirs:
@@ -65,6 +67,8 @@ def _locks(plan: RunPlan, proc: Any):
 
 
 def _start(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
+    from tradelab_jax.training.devices import leads
+
     out_dir = plan.where
     for d in plan.dirs:
         # A second guard where the run is written (the up-front run.dir check does not cover in-process
@@ -80,7 +84,7 @@ def _start(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
         # seconds) leaves its points interrupted, not queued for ever.
         runs.write_status(point.dir, status="queued", progress=0.0, pid=os.getpid(), host=runs.host(),
                           started_at=None, ended_at=None, error=None)
-    if plan.packed and (proc is None or proc.index == 0):  # the sweep's own files: process 0's
+    if plan.packed and leads(proc):  # the sweep's own files: process 0's
         atomic_write_json(out_dir / runs.PACKED_FILE, plan.packed_record())
     return _train(plan, proc, should_stop=should_stop)
 
@@ -88,11 +92,12 @@ def _start(plan: RunPlan, proc: Any, *, should_stop) -> dict[str, Any]:
 def resume_dir(path: Path, *, runtime: dict[str, Any] | None = None, should_stop=None) -> dict[str, Any]:
     """Continue a run directory, or every point of a packed sweep directory (in a multi-process run, this
     process's share of them), from its last checkpoint."""
+    from tradelab_jax.training.devices import leads
     from tradelab_jax.training.validate import check_resume
 
     plan, proc = _my_share(plan_resume(check_resume(path), runtime))  # neither done nor running
     _meet_checked(plan, proc)  # every process has checked the sweep before any marks its points running
-    mine = plan.root is not None and (proc is None or proc.index == 0)  # the sweep's files: process 0's
+    mine = plan.root is not None and leads(proc)  # the sweep's files: process 0's
     for d in [*plan.dirs, *([plan.root] if mine else [])]:
         (d / runs.CANCEL_FILE).unlink(missing_ok=True)
     with _locks(plan, proc):  # one trainer per run directory: a second is refused before it writes
@@ -150,6 +155,7 @@ def _mark_ended(dirs: list[Path], err: BaseException) -> None:
 
 def _train_and_finish(plan: RunPlan, proc: Any, should_stop) -> dict[str, Any]:
     from tradelab_jax import tracking
+    from tradelab_jax.training.devices import leads
     from tradelab_jax.training.runner import train_points
 
     loggers = tracking.for_plan(plan)
@@ -171,7 +177,7 @@ def _train_and_finish(plan: RunPlan, proc: Any, should_stop) -> dict[str, Any]:
         # The sweep's statistics need every point's evaluation: process 0 computes them once every
         # process has finished its share (done or cancelled).
         proc.barrier("finished")
-    if proc is None or proc.index == 0:
+    if leads(proc):
         verdict = sweep_stats(plan)
     if result.status == "done" and plan.base["run"].get("print_summary", True):
         print_summary(summaries, dirs=plan.dirs, labels=[point_label(p.values) for p in plan.points],
