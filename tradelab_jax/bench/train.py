@@ -355,9 +355,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         if args.min_time < 0:
             raise UserError(f"invalid --min-time {args.min_time}: expected seconds >= 0")
         changes["jax_min_time_s"] = args.min_time
-    if args.points < 1:
-        raise UserError(f"invalid --points {args.points}: expected a positive number of sweep points")
-    changes["points"] = args.points
+    points = 1 if args.points is None else args.points
+    if points < 1:
+        raise UserError(f"invalid --points {points}: expected a positive number of sweep points")
+    changes["points"] = points
     plan = dataclasses.replace(plan, **changes)
     for s in (plan.sb3_default, *plan.bench, plan.matched):
         if s.batch % s.minibatches:
@@ -378,8 +379,9 @@ def main(argv: list[str]) -> int:
                              f"(default {FULL.bench[0].envs})")
     parser.add_argument("--matched-envs", default=None,
                         help=f"environments of the matched rows (default {FULL.matched.envs})")
-    parser.add_argument("--points", type=int, default=1,
-                        help="sweep points vmapped in the jax-bench program; steps/s counts all (default 1)")
+    parser.add_argument("--points", type=int, default=None,
+                        help="sweep points vmapped in the jax-bench program; steps/s counts all (default 1; "
+                             "8 with --devices, where fewer points than devices split the envs)")
     parser.add_argument("--sb3-steps", type=int, default=None,
                         help="env steps timed per SB3 row, rounded up to whole rollouts "
                              f"(default {FULL.sb3_min_steps})")
@@ -424,7 +426,7 @@ def _main_devices(args: argparse.Namespace) -> int:
 
     devices = _positive_ints(args.devices, "--devices")
     scaling.ensure_host_devices(max(devices))  # before anything starts JAX's backends
-    points = 8 if args.points == 1 else args.points
+    points = 8 if args.points is None else args.points
     plan = plan_from_args(argparse.Namespace(**{**vars(args), "points": points}))
     setup = plan.bench[0]
     from tradelab_jax.env import make
